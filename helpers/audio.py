@@ -1,0 +1,72 @@
+"""Decode audio files to 16 kHz mono float32 without FFmpeg or torchcodec.
+
+soundfile (libsndfile 1.2, bundled in its wheel) reads WAV, FLAC, OGG and MP3 with no
+system library; soxr resamples. Every failure is an `AudioError` that names the file.
+"""
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16_000  # Whisper's feature extractor expects 16 kHz input
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+_HOW_TO_FIX = ("Re-encode it to one of " + ", ".join(AUDIO_EXTENSIONS)
+               + " (e.g. `ffmpeg -i IN -ar 16000 OUT.wav`) or remove it from the corpus.")
+
+
+class AudioError(ValueError):
+    """An audio file is missing, unreadable or empty; the message names the file."""
+
+
+def _check_exists(path: Path) -> None:
+    """Raise AudioError if `path` is not an existing regular file."""
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found. Check the path (and the clips/ "
+                         "folder of the corpus).")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes). {_HOW_TO_FIX}")
+
+
+def audio_duration(path) -> float:
+    """Return the duration in seconds of the audio file at `path`, read from its header.
+
+    Cheap (does not decode the samples). Raises AudioError for a missing, unreadable or
+    zero-length file.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise AudioError(f"{path}: cannot read the audio header ({err}). {_HOW_TO_FIX}") from err
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"{path}: contains no audio samples (zero length). {_HOW_TO_FIX}")
+    return info.frames / info.samplerate
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Decode `path` to a float32 array of shape (frames, channels) and its sample rate."""
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, ValueError) as err:
+        raise AudioError(f"{path}: cannot decode the audio ({err}). {_HOW_TO_FIX}") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: contains no audio samples (zero length). {_HOW_TO_FIX}")
+    return data, rate
+
+
+def load_audio(path, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Load the audio file at `path` as a 1-D float32 array at `sampling_rate` Hz.
+
+    Channels are averaged to mono; the signal is resampled with soxr (high quality) when
+    the file's rate differs. Raises AudioError (naming the file) when the file is missing,
+    corrupt or holds no samples.
+    """
+    path = Path(path)
+    _check_exists(path)
+    data, rate = _decode(path)
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if rate != sampling_rate:
+        mono = soxr.resample(mono, rate, sampling_rate, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)

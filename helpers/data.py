@@ -1,0 +1,438 @@
+"""Speech corpora as `datasets.Dataset`s with one schema, and the filter applied before training.
+
+Every loader returns a dataset with an "audio" column (absolute path of the audio file, a
+str) and a "sentence" column (the transcript), plus the source's other columns. Audio is
+decoded later by `helpers.audio` (soundfile), never by `datasets` (torchcodec).
+
+Sources (see `load_corpus`):
+- a Common Voice locale folder (`clips/` + `<split>.tsv`) or a release root plus locale;
+- an audio folder with `metadata.csv` (or `<split>.csv`, `<split>/metadata.csv`), or a CSV;
+- a Hugging Face Hub dataset id (only where the Hub can be reached, e.g. on Colab).
+
+CLI: `python -m helpers.data summary PATH [--split NAME]` prints one JSON object
+{"rows": N, "kept": N, "dropped": {reason: N}} on stdout; progress and logs go to stderr.
+"""
+import argparse
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from datasets import Audio, Dataset, Features, Value
+from tqdm.auto import tqdm
+
+from helpers.audio import AUDIO_EXTENSIONS, AudioError, audio_duration
+
+logger = logging.getLogger(__name__)
+
+DROP_REASONS = ("missing_clip", "unreadable_audio", "empty_text", "audio_too_long",
+                "labels_too_long")  # checked in this order; a row gets the first that fails
+CV_REQUIRED = ("path", "sentence")  # columns a Common Voice TSV must have
+FILE_COLUMNS = ("file_name", "path", "audio", "file")  # audio-folder CSV: file column
+TEXT_COLUMNS = ("sentence", "text", "transcription", "transcript", "normalized_text")
+CV_SPLITS_HINT = "train, dev, test, validated, other, invalidated"
+AUDIO_CACHE = Path(os.environ.get("WHISPER_LORA_AUDIO_CACHE",
+                                  Path.home() / ".cache" / "whisper-lora-8bit" / "audio"))
+
+
+# ----------------------------------------------------------------------------- tables
+def _read_table(path: Path, **csv_options) -> tuple[list[str], list[list[str]]]:
+    """Read a delimited text file into (header, rows); every row must match the header.
+
+    Blank lines are skipped. A row with the wrong number of fields raises ValueError
+    naming the file and the line number.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, **csv_options)
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{path}: the file is empty; it must start with a header line.")
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields where the header has "
+                    f"{len(header)} ({', '.join(header)}). Fix or delete that line.")
+            rows.append(row)
+    return header, rows
+
+
+def _columns(header: list[str], rows: list[list[str]]) -> dict[str, list[str]]:
+    """Turn (header, rows) into a dict of column name -> list of str values."""
+    return {name: [row[i] for row in rows] for i, name in enumerate(header)}
+
+
+def _string_dataset(columns: dict[str, list]) -> Dataset:
+    """A Dataset whose columns are all strings (stays typed when it has no rows)."""
+    return Dataset.from_dict(columns, features=Features({k: Value("string") for k in columns}))
+
+
+# ----------------------------------------------------------------------- Common Voice
+def _is_cv_locale(path: Path) -> bool:
+    """True if `path` looks like a Common Voice locale folder (TSVs or clips/)."""
+    return path.is_dir() and ((path / "clips").is_dir() or any(path.glob("*.tsv")))
+
+
+def _cv_locale_dir(path, locale=None) -> Path:
+    """Return the locale folder for `path` (a locale folder or a release root + locale)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder. Give a Common Voice locale folder "
+                                "(the one holding clips/ and train.tsv).")
+    if locale and path.name != locale:
+        if not _is_cv_locale(path / locale):
+            raise FileNotFoundError(f"{path / locale}: no Common Voice locale folder there; "
+                                    f"locales found: {_cv_locales(path)}")
+        return path / locale
+    if _is_cv_locale(path):
+        return path
+    locales = _cv_locales(path)
+    if len(locales) == 1:
+        return path / locales[0]
+    if not locales:
+        raise FileNotFoundError(f"{path}: no *.tsv files and no clips/ folder; this is not "
+                                "a Common Voice locale folder or release.")
+    raise ValueError(f"{path} is a Common Voice release with several locales {locales}; "
+                     "pass locale=... (or --locale).")
+
+
+def _cv_locales(root: Path) -> list[str]:
+    """Names of the Common Voice locale folders directly under `root`."""
+    return sorted(p.name for p in root.iterdir() if _is_cv_locale(p))
+
+
+def load_common_voice(path, split: str = "train", locale: str | None = None) -> Dataset:
+    """Load one split of a Common Voice locale folder as a Dataset.
+
+    `path` is `<release>/<locale>/` (with clips/ and `<split>.tsv`), or the release root
+    with `locale`. The TSV is read the way Common Voice writes it: tab-separated, no quoting,
+    so `"` inside sentences survive verbatim. Returns columns "audio" (absolute clip path),
+    then every TSV column as str ("path", "sentence", "client_id", ...).
+    """
+    root = _cv_locale_dir(path, locale)
+    tsv = root / f"{split}.tsv"
+    if not tsv.is_file():
+        found = sorted(p.name for p in root.glob("*.tsv"))
+        raise FileNotFoundError(f"{tsv}: no such split. TSV files in {root}: {found or 'none'}"
+                                f"; pick one with split=... (Common Voice has {CV_SPLITS_HINT}).")
+    header, rows = _read_table(tsv, delimiter="\t", quoting=csv.QUOTE_NONE)
+    missing = [name for name in CV_REQUIRED if name not in header]
+    if missing:
+        raise ValueError(f"{tsv}: missing column(s) {missing}; the header has {header}. A "
+                         "Common Voice TSV needs at least 'path' and 'sentence'.")
+    columns = _columns(header, rows)
+    clips = (root / "clips").resolve()
+    columns.pop("audio", None)
+    audio = [os.path.normpath(clips / name) for name in columns["path"]]
+    return _string_dataset({"audio": audio, **columns})
+
+
+# ----------------------------------------------------------------------- audio folders
+def _metadata_csv(path, split: str | None) -> tuple[Path, str]:
+    """Find the CSV for `path`; returns (csv path, kind) with kind "given" (path is the
+    CSV), "split" (a file specific to `split`) or "shared" (metadata.csv for all splits)."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise ValueError(f"{path}: expected a .csv file (columns file_name + sentence).")
+        return path, "given"
+    options = [path / split / "metadata.csv", path / f"{split}.csv"] if split else []
+    for candidate in options:
+        if candidate.is_file():
+            return candidate, "split"
+    if (path / "metadata.csv").is_file():
+        return path / "metadata.csv", "shared"
+    looked = [str(c) for c in options + [path / "metadata.csv"]]
+    raise FileNotFoundError(f"{path}: no metadata CSV; looked for {looked}. Write one with "
+                            f"columns file_name and sentence.")
+
+
+def _pick_column(header: list[str], choices: tuple[str, ...], csv_path: Path, what: str) -> str:
+    """Return the first of `choices` present in `header`, or raise naming the CSV."""
+    for name in choices:
+        if name in header:
+            return name
+    raise ValueError(f"{csv_path}: no {what} column; expected one of {list(choices)}, "
+                     f"the header has {header}.")
+
+
+def _select_split(columns: dict, split: str | None, csv_path: Path, kind: str) -> dict:
+    """Keep the rows of `split` when the CSV has a "split" column; log when a shared
+    metadata.csv has none (every row is then used for `split`)."""
+    if not split or kind == "split":
+        return columns
+    if "split" not in columns:
+        if kind == "shared":
+            logger.warning("%s has no 'split' column: using all %d rows for split %r.",
+                           csv_path, len(next(iter(columns.values()), [])), split)
+        return columns
+    keep = [i for i, value in enumerate(columns["split"]) if value == split]
+    if not keep:
+        raise ValueError(f"{csv_path}: no rows with split == {split!r}; splits found: "
+                         f"{sorted(set(columns['split']))}")
+    return {name: [values[i] for i in keep] for name, values in columns.items()}
+
+
+def load_audio_folder(path, split: str | None = None) -> Dataset:
+    """Load a folder of audio files described by a CSV (or the CSV itself) as a Dataset.
+
+    The CSV (`metadata.csv`, `<split>.csv`, `<split>/metadata.csv`, or `path` itself) has a
+    file column (file_name/path/audio/file) and a text column (sentence/text/transcription/
+    ...); file paths are relative to the CSV's folder. Returns "audio" (absolute path),
+    "sentence" and the CSV's other columns as str.
+    """
+    csv_path, kind = _metadata_csv(path, split)
+    header, rows = _read_table(csv_path)
+    file_column = _pick_column(header, FILE_COLUMNS, csv_path, "audio file")
+    text_column = _pick_column(header, TEXT_COLUMNS, csv_path, "transcript")
+    columns = _select_split(_columns(header, rows), split, csv_path, kind)
+    base = csv_path.parent.resolve()
+    audio = [os.path.normpath(base / name) for name in columns.pop(file_column)]
+    sentence = columns.pop(text_column)
+    columns.pop("audio", None), columns.pop("sentence", None)
+    return _string_dataset({"audio": audio, "sentence": sentence, **columns})
+
+
+# ------------------------------------------------------------------------------- Hub
+def _audio_file(example: dict, audio_column: str, audio_dir: Path) -> dict:
+    """datasets.map function: turn an undecoded Audio value into a local file path."""
+    value = example[audio_column]
+    data, name = value.get("bytes"), value.get("path")
+    if data:
+        suffix = Path(name or "").suffix.lower()
+        suffix = suffix if suffix in AUDIO_EXTENSIONS else ".audio"
+        target = audio_dir / (hashlib.sha1(data).hexdigest()[:20] + suffix)
+        if not target.is_file():
+            target.write_bytes(data)
+        return {"audio_file": str(target)}
+    if name and Path(name).is_file():
+        return {"audio_file": str(Path(name).resolve())}
+    raise ValueError(f"audio value {name!r} has no bytes and is not a local file; this Hub "
+                     "dataset cannot be converted (try another config or download it).")
+
+
+def hub_to_corpus(dataset: Dataset, text_column: str | None = None,
+                  audio_column: str = "audio", audio_dir=None) -> Dataset:
+    """Convert a Hub-style audio dataset ({"audio": {"bytes", "path"}, text}) to our schema.
+
+    Audio bytes are written once to `audio_dir` (content-addressed, so reruns reuse them) and
+    "audio" becomes their path; the text column is renamed to "sentence". Decoding stays ours
+    (the Audio feature is cast with decode=False, so torchcodec is never used).
+    """
+    names = dataset.column_names
+    if audio_column not in names:
+        raise ValueError(f"no audio column {audio_column!r}; columns are {names}. "
+                         "Pass audio_column=...")
+    text_column = text_column or _pick_column(names, TEXT_COLUMNS, Path("dataset"), "text")
+    audio_dir = Path(audio_dir or AUDIO_CACHE)
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    dataset = dataset.cast_column(audio_column, Audio(decode=False))
+    dataset = dataset.map(_audio_file, fn_kwargs={"audio_column": audio_column,
+                                                  "audio_dir": audio_dir},
+                          remove_columns=[audio_column], desc="writing audio files")
+    dataset = dataset.rename_column("audio_file", "audio")  # a plain str column, no Audio type
+    if text_column != "sentence":
+        dataset = dataset.remove_columns([c for c in ["sentence"] if c in dataset.column_names])
+        dataset = dataset.rename_column(text_column, "sentence")
+    others = [c for c in dataset.column_names if c not in ("audio", "sentence")]
+    return dataset.select_columns(["audio", "sentence", *others])
+
+
+def load_hub_dataset(name: str, config: str | None = None, split: str = "train",
+                     text_column: str | None = None, audio_column: str = "audio",
+                     audio_dir=None, **load_kwargs) -> Dataset:
+    """Load `split` of a Hub (or packaged, e.g. "parquet") dataset and convert it with
+    `hub_to_corpus`. `load_kwargs` go to `datasets.load_dataset` (e.g. data_files, token).
+    Never trusts remote code."""
+    import datasets
+
+    if load_kwargs.pop("trust_remote_code", False):
+        raise ValueError("trust_remote_code is refused: this project never runs a dataset's "
+                         "own code. Use a dataset published as files (parquet, audio folder).")
+    dataset = datasets.load_dataset(name, config, split=split, **load_kwargs)
+    default_dir = AUDIO_CACHE / "_".join(str(p).replace("/", "--") for p in (name, config, split))
+    return hub_to_corpus(dataset, text_column, audio_column, audio_dir or default_dir)
+
+
+# --------------------------------------------------------------------------- dispatch
+def _looks_like_local_path(source: str) -> bool:
+    """True for strings that cannot be a Hub id ("owner/name" or "name")."""
+    return (source.startswith((".", "/", "~")) or "\\" in source or source.count("/") > 1
+            or source.lower().endswith((".csv", ".tsv")))
+
+
+def corpus_kind(source) -> str:
+    """Classify `source`: "common_voice", "audio_folder" or "hub" (see `load_corpus`)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return "audio_folder"
+    if path.is_dir():
+        if _is_cv_locale(path):
+            return "common_voice"
+        if any(path.glob("*.csv")) or any(path.glob("*/metadata.csv")):
+            return "audio_folder"
+        if _cv_locales(path):
+            return "common_voice"
+        raise ValueError(f"{path}: not a corpus folder. Expected a Common Voice locale "
+                         "(clips/ + train.tsv), a release root, or audio files + metadata.csv.")
+    if _looks_like_local_path(str(source)):
+        raise FileNotFoundError(f"{source}: no such file or folder.")
+    return "hub"
+
+
+def load_corpus(source, split: str = "train", *, locale: str | None = None,
+                config: str | None = None, text_column: str | None = None,
+                **hub_kwargs) -> Dataset:
+    """Load `split` of `source` with our schema ("audio" path + "sentence").
+
+    `source` is a Common Voice locale folder (or release root + `locale`), an audio folder
+    with metadata.csv / a CSV file, or else a Hub dataset id (`config`, `text_column` and
+    `hub_kwargs` are for that case).
+    """
+    kind = corpus_kind(source)
+    if kind == "common_voice":
+        return load_common_voice(source, split, locale)
+    if kind == "audio_folder":
+        return load_audio_folder(source, split)
+    return load_hub_dataset(str(source), config, split, text_column, **hub_kwargs)
+
+
+# ----------------------------------------------------------------------------- filter
+def _check_clip(path, sentence, max_seconds: float) -> tuple[str | None, str, float | None]:
+    """Check one row up to the label test; returns (reason or None, detail, duration)."""
+    if not path or not Path(path).is_file():
+        return "missing_clip", f"no audio file at {path}", None
+    try:
+        duration = audio_duration(path)
+    except AudioError as err:
+        return "unreadable_audio", str(err), None
+    if sentence is None or not sentence.strip():
+        return "empty_text", "the sentence is empty", duration
+    if duration > max_seconds:
+        return "audio_too_long", f"{duration:.2f} s > {max_seconds:g} s", duration
+    return None, "", duration
+
+
+def _label_lengths(tokenizer, sentences: list[str], chunk: int = 1024) -> list[int]:
+    """Number of label tokens of each sentence (prefix tokens and eos included)."""
+    lengths = []
+    for start in range(0, len(sentences), chunk):
+        ids = tokenizer(sentences[start:start + chunk]).input_ids
+        lengths.extend(len(row) for row in ids)
+    return lengths
+
+
+def _check_schema(dataset: Dataset) -> None:
+    """Raise if `dataset` lacks our "audio" (path str) and "sentence" columns."""
+    missing = [c for c in ("audio", "sentence") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"dataset lacks column(s) {missing} (has {dataset.column_names}); "
+                         "load it with helpers.data.load_corpus.")
+    if len(dataset) and not isinstance(dataset[0]["audio"], str):
+        raise TypeError("the 'audio' column must hold file paths (str); convert Hub datasets "
+                        "with helpers.data.hub_to_corpus.")
+
+
+def filter_corpus(dataset: Dataset, tokenizer, max_seconds: float = 30.0,
+                  max_label_tokens: int = 448) -> tuple[Dataset, dict]:
+    """Split `dataset` into the rows fit for training and a report on the others.
+
+    A row is dropped for the first failing reason of DROP_REASONS: the clip is missing, its
+    header is unreadable or it has no samples, the sentence is empty, the clip is longer
+    than `max_seconds` (Whisper sees 30 s), or its labels (tokenizer ids incl. prefix and
+    eos) exceed `max_label_tokens` (the decoder's 448 positions). Returns (kept dataset with
+    an added "duration" column in seconds, report) where report = {"rows", "kept",
+    "dropped": {reason: count for every reason}, "dropped_rows": [{"row", "path",
+    "reason", "detail"}, ...]}.
+    """
+    _check_schema(dataset)
+    paths, sentences = list(dataset["audio"]), list(dataset["sentence"])
+    dropped_rows, durations, candidates = [], {}, []
+    for i in tqdm(range(len(paths)), desc="checking clips", file=sys.stderr):
+        reason, detail, durations[i] = _check_clip(paths[i], sentences[i], max_seconds)
+        if reason:
+            dropped_rows.append({"row": i, "path": paths[i], "reason": reason, "detail": detail})
+        else:
+            candidates.append(i)
+    lengths = _label_lengths(tokenizer, [sentences[i] for i in candidates])
+    kept = []
+    for i, length in zip(candidates, lengths):
+        if length > max_label_tokens:
+            dropped_rows.append({"row": i, "path": paths[i], "reason": "labels_too_long",
+                                 "detail": f"{length} tokens > {max_label_tokens}"})
+        else:
+            kept.append(i)
+    report = _report(len(dataset), kept, dropped_rows)
+    if "duration" in dataset.column_names:
+        dataset = dataset.remove_columns("duration")
+    kept_dataset = dataset.select(kept).add_column("duration", [durations[i] for i in kept])
+    return kept_dataset, report
+
+
+def _report(rows: int, kept: list[int], dropped_rows: list[dict]) -> dict:
+    """Build the filter report; checks that every row is kept or dropped exactly once."""
+    dropped_rows.sort(key=lambda item: item["row"])
+    dropped = {reason: 0 for reason in DROP_REASONS}
+    for item in dropped_rows:
+        dropped[item["reason"]] += 1
+    seen = sorted(kept + [item["row"] for item in dropped_rows])
+    assert seen == list(range(rows)), "filter_corpus lost or duplicated rows"
+    assert rows == len(kept) + sum(dropped.values())
+    if dropped_rows:
+        logger.warning("dropped %d of %d rows: %s", len(dropped_rows), rows,
+                       {k: v for k, v in dropped.items() if v})
+    return {"rows": rows, "kept": len(kept), "dropped": dropped, "dropped_rows": dropped_rows}
+
+
+# -------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    """Command-line arguments of `python -m helpers.data`."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    summary = commands.add_parser("summary", help="count rows kept and dropped (JSON)")
+    summary.add_argument("path", help="Common Voice locale folder, audio folder/CSV, Hub id")
+    summary.add_argument("--split", default="train", help="split to read (default train)")
+    summary.add_argument("--locale", default=None, help="locale, when PATH is a CV release root")
+    summary.add_argument("--model", default="embedded", help="model source for the tokenizer")
+    summary.add_argument("--language", default=None, help="language prefix (multilingual)")
+    summary.add_argument("--max-seconds", type=float, default=30.0)
+    summary.add_argument("--max-label-tokens", type=int, default=448)
+    summary.add_argument("--verbose", action="store_true", help="list dropped rows on stderr")
+    return parser
+
+
+def summary(args: argparse.Namespace) -> dict:
+    """Load the corpus, filter it and return {"rows", "kept", "dropped"}."""
+    from helpers.models import load_processor
+
+    dataset = load_corpus(args.path, args.split, locale=args.locale)
+    tokenizer = load_processor(args.model, language=args.language).tokenizer
+    _, report = filter_corpus(dataset, tokenizer, args.max_seconds, args.max_label_tokens)
+    for item in report["dropped_rows"] if args.verbose else []:
+        print("row {row} dropped ({reason}): {detail}".format(**item), file=sys.stderr)
+    return {key: report[key] for key in ("rows", "kept", "dropped")}
+
+
+def main(argv=None) -> int:
+    """Entry point: print the summary JSON on stdout (everything else on stderr)."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = summary(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

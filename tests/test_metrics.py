@@ -1,0 +1,90 @@
+"""helpers.metrics: the mark-preserving normalizer and WER/CER, with hand-computed values."""
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
+from helpers.metrics import error_rates, normalize_text
+
+HINDI = "क्या आप हिंदी बोलते हैं?"
+MARATHI = "महाराष्ट्राची राजधानी मुंबई आहे."
+
+
+@pytest.mark.parametrize("sentence", [HINDI, MARATHI])
+def test_devanagari_words_stay_whole(sentence):
+    words = sentence.rstrip("?.").split()
+    assert normalize_text(sentence).split() == words
+    marks = [c for c in sentence if unicodedata.category(c) in ("Mn", "Mc")]
+    assert marks and all(c in normalize_text(sentence) for c in marks)
+
+
+@pytest.mark.parametrize("sentence", [HINDI, MARATHI])
+def test_basic_text_normalizer_splits_them(sentence):
+    """The contrast: transformers' BasicTextNormalizer turns marks into spaces."""
+    assert len(BasicTextNormalizer()(sentence).split()) > len(sentence.split())
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("नमस्ते। आप कैसे हैं॥", "नमस्ते आप कैसे हैं"),     # danda and double danda
+    ("Hello, World!", "hello world"),
+    ("Straße  ÉCOLE", "strasse école"),                 # casefold
+    ("Don't stop", "dont stop"),                        # apostrophe removed, word kept
+    ("rock\u2019n\u2019roll", "rocknroll"),
+    ("well-known\t(maybe)\n\u00a0 \"quoted\"", "well known maybe quoted"),
+    ("Room 101: $5 + 3%", "room 101 5 3"),             # digits kept, symbols gone
+    ("क्\u200dष", "क्ष"),                                # zero-width joiner dropped
+    ("e\u0301", "\u00e9"),                              # NFC
+    ("  ...  ", ""),
+])
+def test_normalize_text_examples(raw, expected):
+    assert normalize_text(raw) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_normalize_text_is_idempotent_and_tidy(text):
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+    assert once == once.strip() and "  " not in once
+
+
+def test_error_rates_hand_computed():
+    # "the cat sat" vs "the cat sat down": 1 insertion; "hello world" vs "hello": 1 deletion
+    rates = error_rates(["the cat sat", "hello world"], ["the cat sat down", "hello"])
+    assert rates == pytest.approx({"wer": 2 / 5, "raw_wer": 2 / 5,
+                                   # chars: 11 + 11 = 22; " down" = 5 ins, " world" = 6 del
+                                   "cer": 11 / 22, "raw_cer": 11 / 22})
+
+
+def test_normalized_versus_raw():
+    rates = error_rates(["Hello, World!"], ["hello world"])
+    assert rates["wer"] == 0 and rates["cer"] == 0
+    assert rates["raw_wer"] == 1.0                     # both tokens differ
+    assert rates["raw_cer"] == pytest.approx(4 / 13)   # H/h, ",", W/w, "!"
+
+
+def test_cer_single_substitution():
+    assert error_rates(["abcd"], ["abed"])["cer"] == pytest.approx(1 / 4)
+
+
+def test_hindi_wer_counts_whole_words():
+    rates = error_rates([HINDI], ["क्या आप हिन्दी बोलते हैं"])
+    assert rates["wer"] == pytest.approx(1 / 5)         # only हिंदी/हिन्दी differs
+    assert rates["raw_wer"] == pytest.approx(2 / 5)     # and हैं? vs हैं
+
+
+def test_empty_reference_counts_insertions():
+    rates = error_rates(["a b", ""], ["a b", "extra words"])
+    assert rates["wer"] == pytest.approx(2 / 2)         # 2 insertions over 2 reference words
+    assert error_rates(["a b", "..."], ["a b", ""])["wer"] == 0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="2 references but 1 predictions"):
+        error_rates(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="empty after normalization"):
+        error_rates(["", " ?! "], ["x", ""])
+    with pytest.raises(ValueError, match="empty after normalization"):
+        error_rates([], [])
