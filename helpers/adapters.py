@@ -1,0 +1,152 @@
+"""LoRA adapters: inject (PEFT), count what is trainable, save and load safely.
+
+Only the adapter is ever saved (safetensors); the base model is recorded by its source
+name in `adapter_config.json` so `load_model(adapter_base_model(dir))` rebuilds it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
+
+
+@dataclass
+class LoraSettings:
+    """The recipe's LoRA settings (r=32, alpha=64, dropout 0.05 on q_proj and v_proj)."""
+    r: int = 32                      # rank of the update matrices
+    alpha: int = 64                  # scaling: the update is multiplied by alpha / r
+    dropout: float = 0.05            # dropout on the LoRA branch input
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    bias: str = "none"               # train no biases: the adapter stays small
+
+    def to_peft(self):
+        """Return the equivalent `peft.LoraConfig`."""
+        from peft import LoraConfig
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), bias=self.bias)
+
+
+def is_quantized(model) -> bool:
+    """True if the model was loaded in 8-bit or 4-bit by bitsandbytes."""
+    return bool(getattr(model, "is_loaded_in_8bit", False) or
+                getattr(model, "is_loaded_in_4bit", False) or
+                getattr(model, "is_quantized", False))
+
+
+def add_lora(model, settings: LoraSettings | None = None, gradient_checkpointing: bool = True):
+    """Wrap a Whisper model with a fresh LoRA adapter; returns the PEFT model.
+
+    A quantized base first goes through `prepare_model_for_kbit_training` (layer norms in
+    fp32, input grads on). Gradient checkpointing is non-reentrant: the reentrant kind
+    breaks DDP with LoRA and warns when no input requires grad.
+    """
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    settings = settings or LoraSettings()
+    kwargs = {"use_reentrant": False}
+    if is_quantized(model):
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=kwargs)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if gradient_checkpointing:
+        # The encoder's first input (log-mel) never requires grad; without this hook the
+        # checkpointed encoder blocks would get no gradient path to the LoRA weights.
+        model.get_encoder().conv1.register_forward_hook(
+            lambda module, inputs, output: output.requires_grad_(True))
+    model.config.use_cache = False  # the cache is useless in training and warns with checkpointing
+    return get_peft_model(model, settings.to_peft())
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """Return (trainable, total) parameter counts; 4-bit packed weights are counted unpacked."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return tuple(int(n) for n in model.get_nb_trainable_parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def save_adapter(model, out_dir: str | Path, base_source: str) -> int:
+    """Save only the adapter (safetensors) to out_dir, atomically; returns its weight bytes.
+
+    `base_source` (e.g. "embedded" or "openai/whisper-large-v2") is written into the
+    adapter config so the adapter can find its base model again.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = base_source
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    model.save_pretrained(staging, safe_serialization=True, save_embedding_layers=False)
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}-old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        staging.rename(out_dir)
+    return (out_dir / ADAPTER_WEIGHTS).stat().st_size
+
+
+def read_adapter_config(adapter_dir: str | Path) -> dict:
+    """Read adapter_config.json; clear errors for a missing dir or a pickle-only adapter."""
+    adapter_dir = Path(adapter_dir)
+    config_path = adapter_dir / ADAPTER_CONFIG
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{adapter_dir}: not an adapter directory (no {ADAPTER_CONFIG}); "
+                                "pass the folder that save_adapter or training wrote")
+    if not (adapter_dir / ADAPTER_WEIGHTS).is_file():
+        pickles = [name for name in PICKLE_WEIGHTS if (adapter_dir / name).is_file()]
+        hint = (f" It holds {pickles[0]}, a pickle file, which can run code when loaded; "
+                "convert it to safetensors with a tool you trust." if pickles else "")
+        raise ValueError(f"{adapter_dir}: no {ADAPTER_WEIGHTS}.{hint}")
+    return json.loads(config_path.read_text())
+
+
+def adapter_base_model(adapter_dir: str | Path) -> str:
+    """The base model source recorded in an adapter's config."""
+    base = read_adapter_config(adapter_dir).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{adapter_dir}/{ADAPTER_CONFIG} names no base model; pass --model")
+    return base
+
+
+def attach_adapter(model, adapter_dir: str | Path, trainable: bool = False):
+    """Load a saved LoRA adapter onto a base model; returns the PEFT model.
+
+    Raises ValueError naming the adapter if it was trained on a different architecture.
+    """
+    from peft import PeftModel
+
+    read_adapter_config(adapter_dir)
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ValueError(f"{adapter_dir}: this adapter does not fit the base model "
+                         f"({type(error).__name__}: {str(error)[:300]}). Load the base model it "
+                         f"was trained on: {adapter_base_model(adapter_dir)}") from error
+
+
+def adapter_settings(adapter_dir: str | Path) -> dict:
+    """The LoRA settings an adapter was trained with, as a dict (for reports)."""
+    config = read_adapter_config(adapter_dir)
+    return {key: config.get(key) for key in ("r", "lora_alpha", "lora_dropout", "target_modules")}
+
+
+def trainable_dtype_summary(model) -> dict[str, int]:
+    """Count trainable parameters per dtype (LoRA weights should be fp32)."""
+    summary: dict[str, int] = {}
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            key = str(parameter.dtype).replace("torch.", "")
+            summary[key] = summary.get(key, 0) + parameter.numel()
+    return summary
+

@@ -1,0 +1,107 @@
+"""Transcribe a corpus split and score it, and the command `python -m helpers.evaluate`.
+
+Usage:
+    python -m helpers.evaluate [--corpus PATH] [--split test] [--model SOURCE]
+                               [--adapter DIR] [--precision P] [--max-clips N]
+
+Prints one JSON object: {"n": clips, "wer", "cer" (normalized), "raw_wer", "raw_cer"}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from helpers.metrics import error_rates
+from helpers.transcribe import load_for_transcription, transcribe_paths
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "cv-mini" / "en"
+
+
+def load_test_clips(corpus: str, split: str, tokenizer, max_clips: int | None = None):
+    """Load and filter a split; returns (list of {"path", "sentence"}, filter report)."""
+    from helpers.data import filter_corpus, load_corpus
+
+    kept, report = filter_corpus(load_corpus(corpus, split=split), tokenizer)
+    rows = [{"path": row["audio"], "sentence": row["sentence"]} for row in kept]
+    return rows[:max_clips] if max_clips else rows, report
+
+
+def predict(model, processor, clips: list[dict], batch_size: int = 8,
+            progress: bool = True) -> list[str]:
+    """Transcribe clips ({"path", ...}); returns texts in order (raises on unreadable audio)."""
+    texts = []
+    paths = [Path(clip["path"]) for clip in clips]
+    for path, text, error in transcribe_paths(model, processor, paths, batch_size, progress):
+        if error:
+            raise ValueError(error)
+        texts.append(text)
+    return texts
+
+
+def score(clips: list[dict], predictions: list[str]) -> dict:
+    """WER/CER (normalized and raw) of predictions against the clips' sentences."""
+    rates = error_rates([clip["sentence"] for clip in clips], predictions)
+    return {"n": len(clips), **{key: round(value, 4) for key, value in rates.items()}}
+
+
+def compare_predictions(predictions: list[dict]) -> dict:
+    """Score predictions.jsonl rows ({"reference", "base", "finetuned"}) for both models.
+
+    Returns the metrics.json keys: base_/finetuned_ wer and cer (normalized),
+    raw_base_/raw_finetuned_ wer and cer, and n_test.
+    """
+    references = [row["reference"] for row in predictions]
+    result = {"n_test": len(predictions)}
+    for model in ("base", "finetuned"):
+        rates = error_rates(references, [row[model] for row in predictions])
+        result.update({f"{model}_wer": rates["wer"], f"{model}_cer": rates["cer"],
+                       f"raw_{model}_wer": rates["raw_wer"], f"raw_{model}_cer": rates["raw_cer"]})
+    return {key: round(value, 4) if isinstance(value, float) else value
+            for key, value in result.items()}
+
+
+def comparison_table(metrics: dict):
+    """Base vs fine-tuned error rates (percent) as a pandas DataFrame."""
+    import pandas as pd
+
+    rows = {model: {"WER": metrics[f"{model}_wer"], "CER": metrics[f"{model}_cer"],
+                    "raw WER": metrics[f"raw_{model}_wer"], "raw CER": metrics[f"raw_{model}_cer"]}
+            for model in ("base", "finetuned")}
+    return (pd.DataFrame(rows).T * 100).round(2)
+
+
+def worst_utterances(predictions: list[dict], count: int = 8):
+    """The clips with the highest fine-tuned WER, as a DataFrame (reference, base, fine-tuned)."""
+    import pandas as pd
+
+    scored = [{"clip": Path(row["path"]).name,
+               "finetuned_wer": error_rates([row["reference"]], [row["finetuned"]])["wer"],
+               "reference": row["reference"], "base": row["base"], "finetuned": row["finetuned"]}
+              for row in predictions]
+    scored.sort(key=lambda row: row["finetuned_wer"], reverse=True)
+    return pd.DataFrame(scored[:count])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Evaluate a model (optionally with an adapter) on a corpus split; print JSON."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--model")
+    parser.add_argument("--adapter")
+    parser.add_argument("--language")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--max-clips", type=int)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args(argv)
+    model, processor = load_for_transcription(args.model, args.adapter, args.language, args.precision)
+    clips, _ = load_test_clips(args.corpus, args.split, processor.tokenizer, args.max_clips)
+    predictions = predict(model, processor, clips, args.batch_size)
+    print(json.dumps(score(clips, predictions)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""LoRA injection, parameter counts, adapter save/load, on tiny random Whisper models."""
+import json
+
+import pytest
+import torch
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+from helpers.adapters import (ADAPTER_WEIGHTS, LoraSettings, adapter_base_model, add_lora,
+                              attach_adapter, parameter_counts, save_adapter)
+
+
+def tiny_whisper(d_model=64, layers=2, seed=0):
+    torch.manual_seed(seed)
+    config = WhisperConfig(vocab_size=51865, num_mel_bins=80, d_model=d_model,
+                           encoder_layers=layers, decoder_layers=layers,
+                           encoder_attention_heads=4, decoder_attention_heads=4,
+                           encoder_ffn_dim=128, decoder_ffn_dim=128,
+                           max_source_positions=1500, max_target_positions=448)
+    return WhisperForConditionalGeneration(config).eval()
+
+
+def test_trainable_count_matches_lora_formula():
+    model = add_lora(tiny_whisper(), LoraSettings(r=8), gradient_checkpointing=False)
+    trainable, total = parameter_counts(model)
+    adapted = 2 * 2 + 2 * 2 * 2  # encoder self-attn q,v; decoder self- and cross-attn q,v
+    assert trainable == adapted * 2 * 8 * 64
+    assert total == trainable + sum(p.numel() for p in tiny_whisper().parameters())
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+
+
+def test_saved_adapter_is_safetensors_only_and_reloads_identically(tmp_path):
+    model = add_lora(tiny_whisper(), LoraSettings(r=4), gradient_checkpointing=False)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; make the adapter change the output
+            torch.nn.init.normal_(parameter, std=0.5)
+    size = save_adapter(model, tmp_path / "adapter", base_source="embedded")
+    files = sorted(p.name for p in (tmp_path / "adapter").iterdir())
+    assert ADAPTER_WEIGHTS in files and not any(f.endswith((".bin", ".pt")) for f in files)
+    assert size == (tmp_path / "adapter" / ADAPTER_WEIGHTS).stat().st_size
+    assert adapter_base_model(tmp_path / "adapter") == "embedded"
+    features = torch.randn(1, 80, 3000)
+    decoder_ids = torch.tensor([[50258, 50259]])
+    model.eval()
+    with torch.no_grad():
+        expected = model(input_features=features, decoder_input_ids=decoder_ids).logits
+        reloaded = attach_adapter(tiny_whisper(), tmp_path / "adapter")
+        got = reloaded(input_features=features, decoder_input_ids=decoder_ids).logits
+        base = tiny_whisper()(input_features=features, decoder_input_ids=decoder_ids).logits
+    assert torch.allclose(expected, got, atol=1e-5)
+    assert not torch.allclose(base, got, atol=1e-3)
+
+
+def test_adapter_for_another_architecture_is_refused(tmp_path):
+    save_adapter(add_lora(tiny_whisper(d_model=64), gradient_checkpointing=False),
+                 tmp_path / "adapter", base_source="somewhere/else")
+    with pytest.raises(ValueError, match="(?s)does not fit the base model.*somewhere/else"):
+        attach_adapter(tiny_whisper(d_model=32), tmp_path / "adapter")
+
+
+def test_pickle_only_adapter_is_refused(tmp_path):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x"}))
+    (folder / "adapter_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ValueError, match="pickle"):
+        attach_adapter(tiny_whisper(), folder)
+
+
+def test_missing_adapter_dir_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        adapter_base_model(tmp_path / "nowhere")
