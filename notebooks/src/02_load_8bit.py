@@ -1,0 +1,69 @@
+# %% [markdown]
+# # 02 · Loading Whisper in 8-bit, and what that saves
+#
+# bitsandbytes stores each linear layer's weights as int8 with a scale per row, and
+# multiplies in mixed precision. The weights take a quarter of their fp32 size (half of
+# fp16). That is what lets whisper-large-v2 train on a 16 GB T4. Here we measure the
+# footprint at every precision by loading the model each way.
+
+# %% parameters
+RUN_NAME = "demo"          # the run directory written by 01
+RUNS_ROOT = None           # None: runs/ in this repository
+PRECISIONS = ["fp32", "fp16", "8bit", "4bit"]  # which precisions to load and measure
+
+# %%
+from helpers.config import stage_config
+
+run, config = stage_config(RUN_NAME, RUNS_ROOT)
+print(run, "| model:", config.model)
+
+# %% [markdown]
+# ## Measure the footprint
+# `get_memory_footprint()` adds up every parameter and buffer as stored: int8 weights count
+# one byte, 4-bit weights half a byte plus their scales.
+
+# %%
+from helpers.footprint import measure_footprints
+
+footprints = measure_footprints(config.model, PRECISIONS, language=config.language)
+run.write_json("footprint.json", footprints)
+for precision, entry in footprints.items():
+    print(f"{precision:>5}: {entry['bytes'] / 2**20:8.1f} MiB  (loaded in {entry['load_seconds']} s)")
+
+# %%
+from helpers.plots import bar_chart
+
+megabytes = {p: e["bytes"] / 2**20 for p, e in footprints.items()}
+bar_chart({"model": megabytes}, run.plot("footprint"), ylabel="MiB",
+          title=f"{config.model}: memory footprint by precision", percent=False);
+
+# %% [markdown]
+# ## What bitsandbytes replaced
+# Loading in 8-bit swaps `nn.Linear` for `Linear8bitLt`; the convolutions, embeddings and
+# layer norms stay in full precision.
+
+# %%
+from helpers.footprint import linear_layer_kinds
+from helpers.models import load_model
+
+model, processor = load_model(config.model, precision=config.precision, language=config.language)
+print(linear_layer_kinds(model))
+
+# %% [markdown]
+# ## Does 8-bit still transcribe?
+# Quantization must not break the model. Transcribe a few test clips with the quantized
+# model before training anything.
+
+# %%
+from helpers.evaluate import predict, score
+
+clips = run.read_jsonl("test_clips.jsonl", "notebook 01")[:8]
+texts = predict(model, processor, clips, batch_size=config.eval_batch_size)
+for clip, text in list(zip(clips, texts))[:3]:
+    print(f"ref: {clip['sentence']}\nhyp: {text}\n")
+quick = score(clips, texts)
+run.update_metrics(**{f"footprint_{p}_bytes": e["bytes"] for p, e in footprints.items()})
+quick
+
+# %% [markdown]
+# Next: **03** adds LoRA adapters to the 8-bit model.

@@ -1,0 +1,59 @@
+# %% [markdown]
+# # 05 · Inference with the adapter
+#
+# An adapter is loaded onto the same 8-bit base it was trained on. PEFT can switch it off
+# for a moment (`disable_adapter()`), so one loaded model gives both the base model's and
+# the fine-tuned model's transcripts of the test split: same weights, same decoding
+# settings, only the adapter differs.
+
+# %% parameters
+RUN_NAME = "demo"          # the run directory written by 01-04
+RUNS_ROOT = None           # None: runs/ in this repository
+EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
+
+# %%
+from helpers.config import stage_config
+
+run, config = stage_config(RUN_NAME, RUNS_ROOT, eval_batch_size=EVAL_BATCH_SIZE)
+clips = run.read_jsonl("test_clips.jsonl", "notebook 01")
+print(len(clips), "test clips")
+
+# %% [markdown]
+# ## Base model + adapter
+
+# %%
+from helpers.adapters import attach_adapter
+from helpers.models import load_model
+
+model, processor = load_model(config.model, precision=config.precision, language=config.language)
+model = attach_adapter(model, run.require("adapter", "notebook 04 (training)"))
+model.eval();
+
+# %% [markdown]
+# ## Transcribe the test split twice
+# Batched `generate` with greedy decoding, up to 128 new tokens (the recipe's
+# generation length). Language and task come from the model's generation config.
+
+# %%
+from helpers.evaluate import predict
+
+with model.disable_adapter():
+    base_texts = predict(model, processor, clips, batch_size=config.eval_batch_size)
+finetuned_texts = predict(model, processor, clips, batch_size=config.eval_batch_size)
+predictions = [{"path": clip["path"], "reference": clip["sentence"], "base": base, "finetuned": tuned}
+               for clip, base, tuned in zip(clips, base_texts, finetuned_texts)]
+run.write_jsonl("predictions.jsonl", predictions);
+
+# %% [markdown]
+# ## Explore the transcripts
+# Pick a clip, play it, and compare. Words the model got wrong are marked: missing
+# reference words in red and struck through, wrong or extra words in green.
+
+# %%
+from helpers.explorer import TranscriptExplorer
+
+explorer = TranscriptExplorer(predictions)
+explorer
+
+# %% [markdown]
+# Next: **06** scores both transcripts.

@@ -1,0 +1,55 @@
+# %% [markdown]
+# # 06 · WER comparison: base vs fine-tuned
+#
+# Word error rate (WER) counts substituted, deleted and inserted words against the
+# reference; character error rate (CER) does the same for characters. Both are shown raw
+# (exact text) and normalized (case, punctuation and spacing removed, combining marks
+# kept so Devanagari words are not split). Every figure is read from the run directory.
+
+# %% parameters
+RUN_NAME = "demo"          # the run directory written by 01-05
+RUNS_ROOT = None           # None: runs/ in this repository
+WORST_N = 8                # how many of the worst utterances to list
+
+# %%
+from helpers.config import stage_config
+
+run, config = stage_config(RUN_NAME, RUNS_ROOT)
+predictions = run.read_jsonl("predictions.jsonl", "notebook 05 (inference)")
+
+# %% [markdown]
+# ## Scores
+
+# %%
+from helpers.evaluate import compare_predictions, comparison_table
+
+comparison = compare_predictions(predictions)
+metrics = run.update_metrics(**comparison)
+comparison_table(metrics)
+
+# %%
+from helpers.plots import bar_chart
+
+bar_chart({"base": {"WER": metrics["base_wer"], "CER": metrics["base_cer"],
+                    "raw WER": metrics["raw_base_wer"]},
+           "fine-tuned": {"WER": metrics["finetuned_wer"], "CER": metrics["finetuned_cer"],
+                          "raw WER": metrics["raw_finetuned_wer"]}},
+          run.plot("wer"), ylabel="error rate (%)",
+          title=f"{config.model} on {metrics['n_test']} test clips");
+
+# %% [markdown]
+# ## Cost of the fine-tuning
+# What training took, from notebook 04's records.
+
+# %%
+{key: metrics.get(key) for key in ("train_steps", "train_seconds", "peak_memory_bytes",
+                                   "trainable_params", "total_params", "adapter_bytes")}
+
+# %% [markdown]
+# ## The worst utterances after fine-tuning
+# Sorted by the fine-tuned model's WER on each clip: where to look for what is still wrong.
+
+# %%
+from helpers.evaluate import worst_utterances
+
+worst_utterances(predictions, WORST_N)

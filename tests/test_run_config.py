@@ -1,0 +1,71 @@
+"""The run directory (atomic files, clear errors) and presets/config resolution."""
+import json
+
+import pytest
+
+from helpers.config import PRESETS, make_config, stage_config, start_run
+from helpers.run import MissingStageError, RunDir
+
+
+def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):
+    run = RunDir("r", tmp_path)
+    run.write_json("metrics.json", {"a": 1})
+    run.write_json("metrics.json", {"a": 2})
+    assert json.loads((run.path / "metrics.json").read_text()) == {"a": 2}
+    assert sorted(p.name for p in run.path.iterdir()) == ["metrics.json"]
+
+
+def test_update_metrics_merges(tmp_path):
+    run = RunDir("r", tmp_path)
+    run.update_metrics(base_wer=0.4)
+    merged = run.update_metrics(finetuned_wer=0.2)
+    assert merged == {"base_wer": 0.4, "finetuned_wer": 0.2} == run.metrics()
+
+
+def test_missing_stage_names_file_and_notebook(tmp_path):
+    run = RunDir("r", tmp_path)
+    with pytest.raises(MissingStageError, match=r"predictions\.jsonl.*notebook 05"):
+        run.read_jsonl("predictions.jsonl", "notebook 05")
+
+
+def test_jsonl_round_trip_keeps_unicode(tmp_path):
+    run = RunDir("r", tmp_path)
+    rows = [{"text": "क्या आप"}, {"text": 'say "hi"'}]
+    run.write_jsonl("p.jsonl", rows)
+    assert run.read_jsonl("p.jsonl", "x") == rows
+
+
+def test_presets_follow_the_recipe():
+    blog = make_config("blog")
+    assert (blog.model, blog.precision, blog.batch_size, blog.learning_rate) == \
+        ("openai/whisper-large-v2", "8bit", 8, 1e-3)
+    assert blog.lora == {"r": 32, "alpha": 64, "dropout": 0.05,
+                         "target_modules": ["q_proj", "v_proj"], "bias": "none"}
+    assert (blog.warmup_steps, blog.num_train_epochs, blog.fp16) == (50, 3.0, True)
+    embedded = make_config("embedded")
+    assert embedded.lora == blog.lora and embedded.precision == "8bit"
+    assert set(PRESETS) == {"blog", "embedded"}
+
+
+def test_overrides_are_case_insensitive_and_none_is_ignored():
+    config = make_config("embedded", MAX_STEPS=3, LANGUAGE=None)
+    assert config.max_steps == 3 and config.language is None
+
+
+def test_unknown_preset_and_setting_are_rejected():
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("huge")
+    with pytest.raises(ValueError, match="unknown setting.*max_stepz"):
+        make_config("embedded", max_stepz=3)
+
+
+def test_stage_config_reads_and_records_overrides(tmp_path):
+    start_run("r", "embedded", tmp_path, max_steps=7)
+    run, config = stage_config("r", tmp_path, learning_rate=5e-4)
+    assert (config.max_steps, config.learning_rate) == (7, 5e-4)
+    assert json.loads((run.path / "config.json").read_text())["learning_rate"] == 5e-4
+
+
+def test_stage_config_without_notebook_01_says_so(tmp_path):
+    with pytest.raises(MissingStageError, match="notebook 01"):
+        stage_config("never-started", tmp_path)
