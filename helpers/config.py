@@ -25,6 +25,8 @@ class RunConfig:
     task: str = "transcribe"
     precision: str = "8bit"                 # base model precision: 8bit, 4bit, fp16, fp32
     corpus: str = str(REPO_ROOT / "data" / "cv-mini" / "en")  # Common Voice locale dir, folder/CSV or Hub id
+    corpus_config: str | None = None        # Hub datasets only: the configuration, e.g. a language code
+    text_column: str | None = None          # Hub/CSV corpora: the transcript column (None: guess)
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     test_split: str = "test"
     max_train_clips: int | None = None      # cap the training data (None = all; smoke tests use a few)
@@ -104,13 +106,22 @@ def start_run(run_name: str = "demo", preset: str = "embedded", runs_root=None,
     return run, config
 
 
-def stage_config(run_name: str = "demo", runs_root=None, **overrides) -> tuple["RunDir", RunConfig]:
-    """Continue a run (notebooks 02-06): read config.json, apply and record overrides."""
+def stage_config(run_name: str = "demo", runs_root=None, preset: str | None = None,
+                 **overrides) -> tuple["RunDir", RunConfig]:
+    """Continue a run (notebooks 02-06): read config.json, apply and record overrides.
+
+    `preset`, if given, must be the one the run was started with (a run cannot switch
+    from tiny.en to large-v2 halfway).
+    """
     from helpers.run import RunDir
 
     run = RunDir(run_name, runs_root)
     saved = run.read_json("config.json", "notebook 01 (data preparation)")
     config = config_from_dict(saved)
+    if preset is not None and preset != config.preset:
+        raise ValueError(f"run {run_name!r} ({run.path}) was prepared with PRESET = "
+                         f"{config.preset!r}, not {preset!r}: set PRESET = {config.preset!r}, "
+                         "or use a new RUN_NAME and start again from notebook 01")
     chosen = {key.lower(): value for key, value in overrides.items() if value is not None}
     if chosen:
         config = replace(config, **chosen)

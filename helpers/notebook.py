@@ -31,6 +31,29 @@ def device_description() -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    import sys
+    return "google.colab" in sys.modules
+
+
+def load_hub_token() -> bool:
+    """On Colab, copy the secret HF_TOKEN (Colab's secret store, key icon) into this process.
+
+    The token goes into os.environ only: never into a cell, a log or the run directory.
+    Returns True if a token was found. Public models and data need none.
+    """
+    if not in_colab() or os.environ.get("HF_TOKEN"):
+        return bool(os.environ.get("HF_TOKEN"))
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+        token = userdata.get("HF_TOKEN")
+    except Exception:  # the secret is absent or notebook access to it was not granted
+        return False
+    os.environ["HF_TOKEN"] = token
+    return True
+
+
 def setup(quiet: bool = True) -> dict[str, str]:
     """Print library versions and the device; silence known-noisy warnings. Returns the versions."""
     if quiet:
@@ -39,6 +62,8 @@ def setup(quiet: bool = True) -> dict[str, str]:
         warnings.filterwarnings("ignore", category=FutureWarning)
         from transformers.utils import logging as hf_logging
         hf_logging.set_verbosity_error()
+    if load_hub_token():
+        print("Hugging Face token: loaded from Colab secrets")
     versions = library_versions()
     print(" | ".join(f"{name} {version}" for name, version in versions.items()))
     print("device:", device_description())

@@ -13,7 +13,9 @@ from helpers.run import RunDir
 
 def load_filtered_split(config: RunConfig, split: str, tokenizer, max_clips: int | None = None):
     """Load one split of the configured corpus and filter it; returns (kept, report)."""
-    kept, report = filter_corpus(load_corpus(config.corpus, split=split), tokenizer)
+    corpus = load_corpus(config.corpus, split=split, config=config.corpus_config,
+                         text_column=config.text_column)
+    kept, report = filter_corpus(corpus, tokenizer)
     if max_clips is not None and len(kept) > max_clips:
         report["capped_to"] = max_clips
         kept = kept.select(range(max_clips))

@@ -36,7 +36,7 @@ class RunDir:
     """Paths inside one run directory, plus atomic JSON helpers."""
 
     def __init__(self, name: str = "demo", root: str | Path | None = None):
-        root = Path(root) if root else REPO_ROOT / "runs"
+        root = resolve_runs_root(root)
         self.name = name
         self.path = root / name
         self.path.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,28 @@ class RunDir:
         """metrics.json as a dict (empty if no stage wrote it yet)."""
         path = self.path / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else {}
+
+
+DRIVE_RUNS = Path("/content/drive/MyDrive/whisper-lora-8bit/runs")
+
+
+def resolve_runs_root(root: str | Path | None) -> Path:
+    """None -> runs/ in this repository; "drive" -> Google Drive (mounted on Colab); else the path.
+
+    A run directory on Drive survives a Colab disconnect; the notebooks then pick up from
+    the files already written.
+    """
+    if root is None or root == "":
+        return REPO_ROOT / "runs"
+    if str(root) == "drive":
+        try:
+            from google.colab import drive  # type: ignore[import-not-found]
+        except ImportError as error:
+            raise RuntimeError('RUNS_ROOT = "drive" works on Google Colab only; '
+                               "elsewhere give a folder path") from error
+        drive.mount("/content/drive")
+        return DRIVE_RUNS
+    return Path(root)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

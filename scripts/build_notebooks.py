@@ -5,7 +5,11 @@ A source is a Python file whose cells start with `# %%` lines:
   `# %% parameters` -> the code cell tagged `parameters` (papermill injects after it)
   `# %%`            -> a code cell
 The shared setup cell (notebooks/src/_setup.py) is inserted as the first code cell, so it
-comes from one place. Outputs are always empty. `--check` exits 1 if a notebook is stale.
+comes from one place, and an "Open in Colab" badge is added under each title. The Colab
+end-to-end notebook (colab/whisper_lora_t4.ipynb) is assembled from the numbered sources:
+one setup cell, one parameters cell (the union, with PRESET = "blog"), then every stage's
+cells in order, so the two cannot drift. Outputs are always empty. `--check` exits 1 if a
+notebook is stale.
 
     python scripts/build_notebooks.py [--check]
 """
@@ -13,11 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
 SOURCES = NOTEBOOKS / "src"
+END_TO_END = ROOT / "colab" / "whisper_lora_t4.ipynb"
+BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
@@ -47,15 +55,74 @@ def make_cell(kind: str, source: str, tags: list[str]) -> dict:
     return cell
 
 
-def build(source_path: Path) -> dict:
-    """The notebook for one source file, setup cell first among code cells."""
-    cells = parse_cells(source_path.read_text())
-    setup = ("code", (SOURCES / "_setup.py").read_text().strip("\n"), [])
-    first_code = next(i for i, cell in enumerate(cells) if cell[0] == "code")
-    cells.insert(first_code, setup)
+def repository() -> str:
+    """The GitHub owner/name the setup cell clones (its REPOSITORY line)."""
+    match = re.search(r'^REPOSITORY = "([^"]+)"', (SOURCES / "_setup.py").read_text(), re.M)
+    return match.group(1)
+
+
+def badge(relative_path: str) -> str:
+    """Markdown for an "Open in Colab" badge pointing at a file of this repository."""
+    url = f"https://colab.research.google.com/github/{repository()}/blob/main/{relative_path}"
+    return f"[![Open In Colab]({BADGE})]({url})"
+
+
+def setup_cell() -> tuple[str, str, list[str]]:
+    """The shared first code cell."""
+    return ("code", (SOURCES / "_setup.py").read_text().strip("\n"), [])
+
+
+def with_badge(cells: list, relative_path: str) -> list:
+    """Insert the Colab badge as the second line of the first (title) markdown cell."""
+    kind, text, tags = cells[0]
+    title, _, rest = text.partition("\n")
+    return [(kind, f"{title}\n\n{badge(relative_path)}\n{rest}", tags), *cells[1:]]
+
+
+def notebook(cells: list) -> dict:
+    """An nbformat-4 notebook dict from (kind, source, tags) cells."""
     return {"cells": [make_cell(*cell) for cell in cells],
-            "metadata": {"kernelspec": KERNEL, "language_info": {"name": "python"}},
+            "metadata": {"kernelspec": KERNEL, "language_info": {"name": "python"},
+                         "accelerator": "GPU", "colab": {"provenance": []}},
             "nbformat": 4, "nbformat_minor": 5}
+
+
+def build(source_path: Path) -> dict:
+    """The notebook for one source file: badge under the title, setup cell first among code cells."""
+    cells = with_badge(parse_cells(source_path.read_text()), f"notebooks/{source_path.stem}.ipynb")
+    first_code = next(i for i, cell in enumerate(cells) if cell[0] == "code")
+    cells.insert(first_code, setup_cell())
+    return notebook(cells)
+
+
+def merged_parameters(sources: list[Path]) -> str:
+    """One parameters cell: every stage's parameter lines, first definition wins, blog preset."""
+    seen, lines = set(), []
+    for source in sources:
+        cell = next(c for c in parse_cells(source.read_text()) if "parameters" in c[2])
+        for line in cell[1].splitlines():
+            name = line.split("=")[0].strip()
+            if name in seen:
+                continue
+            seen.add(name)
+            lines.append(line.replace('PRESET = "embedded" ', 'PRESET = "blog"     ', 1))
+    return "\n".join(lines)
+
+
+def build_end_to_end(sources: list[Path]) -> dict:
+    """The Colab T4 notebook: every stage in one runtime, assembled from the stage sources."""
+    intro = ("markdown", "# Whisper large-v2 + LoRA on an 8-bit base, end to end on a Colab T4\n\n"
+             f"{badge('colab/whisper_lora_t4.ipynb')}\n\n"
+             "All six stages of `notebooks/01`-`06` in one runtime, generated from the same "
+             "sources (`scripts/build_notebooks.py`), so the two cannot drift. Choose "
+             "*Runtime → Change runtime type → T4 GPU*, set `CORPUS` to your Common Voice "
+             "release folder (see the README), and run all cells.", [])
+    cells = [intro, setup_cell(), ("code", merged_parameters(sources), ["parameters"])]
+    for source in sources:
+        stage = [c for c in parse_cells(source.read_text()) if "parameters" not in c[2]]
+        title = stage[0][1].splitlines()[0].replace("# ", "## ", 1)
+        cells += [(stage[0][0], title + stage[0][1][len(stage[0][1].splitlines()[0]):], []), *stage[1:]]
+    return notebook(cells)
 
 
 def serialize(notebook: dict) -> str:
@@ -71,9 +138,10 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if a notebook differs from its source")
     args = parser.parse_args(argv)
     stale = []
-    for source in sorted(SOURCES.glob("[0-9][0-9]_*.py")):
-        target = NOTEBOOKS / f"{source.stem}.ipynb"
-        text = serialize(build(source))
+    sources = sorted(SOURCES.glob("[0-9][0-9]_*.py"))
+    targets = [(NOTEBOOKS / f"{source.stem}.ipynb", build(source)) for source in sources]
+    for target, built in [*targets, (END_TO_END, build_end_to_end(sources))]:
+        text = serialize(built)
         if args.check:
             if not target.exists() or target.read_text() != text:
                 stale.append(target.name)

@@ -16,11 +16,13 @@
 
 # %% parameters
 RUN_NAME = "demo"          # results go to runs/<RUN_NAME>/ (the only channel to notebooks 02-06)
-RUNS_ROOT = None           # None: runs/ in this repository; on Colab, e.g. a Google Drive folder
+RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
 PRESET = "embedded"        # "embedded" (tiny.en, cv-mini, CPU) or "blog" (whisper-large-v2, Common Voice Hindi, T4)
 MODEL = None               # model source: "embedded", a Hub id, a local or CTranslate2 folder
 LANGUAGE = None            # spoken language for multilingual models, e.g. "hindi"
 CORPUS = None              # Common Voice locale folder, folder/CSV of audio + text, or a Hub dataset id
+CORPUS_CONFIG = None       # Hub datasets only: the configuration (e.g. a language code)
+TEXT_COLUMN = None         # Hub/CSV corpora: the transcript column (None: sentence/text/transcription)
 MAX_TRAIN_CLIPS = None     # cap the training clips (None: all)
 MAX_TEST_CLIPS = None      # cap the test clips (None: all)
 
@@ -34,6 +36,7 @@ MAX_TEST_CLIPS = None      # cap the test clips (None: all)
 from helpers.config import start_run
 
 run, config = start_run(RUN_NAME, PRESET, RUNS_ROOT, model=MODEL, language=LANGUAGE, corpus=CORPUS,
+                        corpus_config=CORPUS_CONFIG, text_column=TEXT_COLUMN,
                         max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS)
 print(run)
 config

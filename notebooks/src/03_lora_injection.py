@@ -8,7 +8,8 @@
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01
-RUNS_ROOT = None           # None: runs/ in this repository
+RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded" or "blog"
 LORA_R = None              # LoRA rank (None: the preset's, 32)
 LORA_ALPHA = None          # LoRA alpha (None: the preset's, 64)
 
@@ -16,9 +17,9 @@ LORA_ALPHA = None          # LoRA alpha (None: the preset's, 64)
 from helpers.config import stage_config
 
 overrides = {key: value for key, value in {"r": LORA_R, "alpha": LORA_ALPHA}.items() if value is not None}
-run, config = stage_config(RUN_NAME, RUNS_ROOT)
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET)
 if overrides:
-    run, config = stage_config(RUN_NAME, RUNS_ROOT, lora={**config.lora, **overrides})
+    run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, lora={**config.lora, **overrides})
 config.lora
 
 # %% [markdown]

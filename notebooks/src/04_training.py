@@ -11,7 +11,8 @@
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01
-RUNS_ROOT = None           # None: runs/ in this repository
+RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded" or "blog"
 MAX_STEPS = None           # training steps (None: the preset's; -1 trains for NUM_TRAIN_EPOCHS)
 NUM_TRAIN_EPOCHS = None    # epochs when MAX_STEPS is -1
 LEARNING_RATE = None       # None: the preset's, 1e-3
@@ -22,7 +23,7 @@ SAVE_STEPS = None          # write a checkpoint every N steps
 # %%
 from helpers.config import stage_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT, max_steps=MAX_STEPS, num_train_epochs=NUM_TRAIN_EPOCHS,
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num_train_epochs=NUM_TRAIN_EPOCHS,
                            learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE,
                            logging_steps=LOGGING_STEPS, save_steps=SAVE_STEPS)
 config

@@ -8,13 +8,14 @@
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01-04
-RUNS_ROOT = None           # None: runs/ in this repository
+RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded" or "blog"
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
 
 # %%
 from helpers.config import stage_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT, eval_batch_size=EVAL_BATCH_SIZE)
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, eval_batch_size=EVAL_BATCH_SIZE)
 clips = run.read_jsonl("test_clips.jsonl", "notebook 01")
 print(len(clips), "test clips")
 

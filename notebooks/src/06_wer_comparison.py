@@ -8,13 +8,14 @@
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01-05
-RUNS_ROOT = None           # None: runs/ in this repository
+RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded" or "blog"
 WORST_N = 8                # how many of the worst utterances to list
 
 # %%
 from helpers.config import stage_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT)
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET)
 predictions = run.read_jsonl("predictions.jsonl", "notebook 05 (inference)")
 
 # %% [markdown]
