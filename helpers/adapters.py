@@ -84,16 +84,25 @@ def save_adapter(model, out_dir: str | Path, base_source: str) -> int:
     for config in model.peft_config.values():
         config.base_model_name_or_path = base_source
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    model.save_pretrained(staging, safe_serialization=True, save_embedding_layers=False)
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}-old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out_dir)
+    try:
+        model.save_pretrained(staging, safe_serialization=True, save_embedding_layers=False)
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed save leaves the old adapter only
+        raise
     return (out_dir / ADAPTER_WEIGHTS).stat().st_size
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    """Move the complete folder `staging` to `out_dir`, replacing an older one."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old)
 
 
 def read_adapter_config(adapter_dir: str | Path) -> dict:

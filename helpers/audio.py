@@ -2,7 +2,10 @@
 
 soundfile (libsndfile 1.2, bundled in its wheel) reads WAV, FLAC, OGG and MP3 with no
 system library; soxr resamples. Every failure is an `AudioError` that names the file.
+`inspect_audio` decodes a file once to find what a header cannot show: frames that do not
+decode, a file cut short (the header promises more audio than there is) and silence.
 """
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,8 @@ import soxr
 
 SAMPLE_RATE = 16_000  # Whisper's feature extractor expects 16 kHz input
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+SILENCE_PEAK = 10 ** (-60 / 20)  # peak below -60 dBFS: no audible speech (about 0.001)
+TRUNCATED_FRACTION = 0.9  # fewer decoded frames than this share of the header's: cut short
 _HOW_TO_FIX = ("Re-encode it to one of " + ", ".join(AUDIO_EXTENSIONS)
                + " (e.g. `ffmpeg -i IN -ar 16000 OUT.wav`) or remove it from the corpus.")
 
@@ -46,13 +51,18 @@ def audio_duration(path) -> float:
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Decode `path` to a float32 array of shape (frames, channels) and its sample rate."""
+    """Decode `path` to a float32 array of shape (frames, channels) and its sample rate.
+
+    AudioError when the frames do not decode, there are none, or some are NaN/infinite."""
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError) as err:
         raise AudioError(f"{path}: cannot decode the audio ({err}). {_HOW_TO_FIX}") from err
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples (zero length). {_HOW_TO_FIX}")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: holds NaN or infinite samples (a broken float file?). "
+                         f"{_HOW_TO_FIX}")
     return data, rate
 
 
@@ -61,7 +71,7 @@ def load_audio(path, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
 
     Channels are averaged to mono; the signal is resampled with soxr (high quality) when
     the file's rate differs. Raises AudioError (naming the file) when the file is missing,
-    corrupt or holds no samples.
+    corrupt, holds no samples or NaN/infinite ones. A silent file is returned as it is.
     """
     path = Path(path)
     _check_exists(path)
@@ -70,3 +80,41 @@ def load_audio(path, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
     if rate != sampling_rate:
         mono = soxr.resample(mono, rate, sampling_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What one full decode of a file tells: decoded length, header length, loudest sample."""
+
+    seconds: float         # duration of the samples that actually decode
+    header_seconds: float  # duration the header promises
+    peak: float            # largest absolute sample value, 0.0 .. 1.0 (full scale)
+
+
+def inspect_audio(path) -> AudioInfo:
+    """Decode the file at `path` once and return its AudioInfo.
+
+    Raises AudioError (naming the file) when it is missing, empty, its frames do not decode,
+    it holds NaN/infinite samples, or it was cut short: fewer than TRUNCATED_FRACTION of the
+    frames its header promises decode (and more than 0.1 s is missing), as with an
+    interrupted download.
+    """
+    path = Path(path)
+    _check_exists(path)
+    header_frames = _header_frames(path)
+    data, rate = _decode(path)
+    missing = header_frames - data.shape[0]
+    if data.shape[0] < TRUNCATED_FRACTION * header_frames and missing > 0.1 * rate:
+        raise AudioError(f"{path}: the file is cut short: its header promises "
+                         f"{header_frames / rate:.2f} s but only {data.shape[0] / rate:.2f} s "
+                         f"decode (an interrupted download?). {_HOW_TO_FIX}")
+    peak = float(np.abs(data).max())
+    return AudioInfo(data.shape[0] / rate, header_frames / rate, peak)
+
+
+def _header_frames(path: Path) -> int:
+    """Number of frames the header of `path` declares (AudioError if it cannot be read)."""
+    try:
+        return sf.info(str(path)).frames
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise AudioError(f"{path}: cannot read the audio header ({err}). {_HOW_TO_FIX}") from err

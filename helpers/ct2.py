@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 SUPPORTED_VERSIONS = (4, 5, 6)  # versions whose reading layout is identical
+MAX_RANK = 8  # CTranslate2 stores at most 3-D tensors; numpy cannot hold more than 64 dims
 WRITE_VERSION = 6
 DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
 DTYPE_IDS = {np.dtype(v): k for k, v in DTYPES.items() if v != "bfloat16"}
@@ -109,7 +110,10 @@ class _Reader:
 def _read_variable_header(r: _Reader, index: int):
     """Read one variable header and skip its bytes; return (name, Ct2Variable)."""
     name = r.string(f"name of variable #{index}")
+    at = r.pos
     rank = r.unpack("<B", f"rank of {name!r}")
+    if rank > MAX_RANK:
+        r.fail(f"rank of {name!r} at most {MAX_RANK} (got {rank})", at)
     shape = tuple(r.unpack("<I", f"dim {k} of {name!r}") for k in range(rank))
     at = r.pos
     dtype_id = r.unpack("<B", f"dtype id of {name!r}")
@@ -194,6 +198,9 @@ def _dequantize(arrays: dict) -> dict:
         q = arrays[base]
         if q.dtype not in (np.int8, np.int16):
             continue
+        if scale.ndim > q.ndim or q.shape[:scale.ndim] != scale.shape:
+            raise Ct2FormatError(f"{name} has shape {list(scale.shape)}, which does not fit "
+                                 f"{base} {list(q.shape)}: the model.bin is corrupt")
         s = scale.astype(np.float32)
         s = s.reshape(s.shape + (1,) * (q.ndim - s.ndim))
         out[base] = q.astype(np.float32) / s
@@ -259,17 +266,21 @@ def write_model_bin(path, variables: dict, aliases: dict | None = None,
         raise KeyError(f"aliases point at variables that are not written: {missing}")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<I", WRITE_VERSION))
-        _write_string(f, spec)
-        f.write(struct.pack("<II", revision, len(variables)))
-        for name in sorted(variables):
-            _write_variable(f, name, variables[name])
-        f.write(struct.pack("<I", len(aliases)))
-        for alias, target in aliases.items():
-            _write_string(f, alias)
-            _write_string(f, target)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<I", WRITE_VERSION))
+            _write_string(f, spec)
+            f.write(struct.pack("<II", revision, len(variables)))
+            for name in sorted(variables):
+                _write_variable(f, name, variables[name])
+            f.write(struct.pack("<I", len(aliases)))
+            for alias, target in aliases.items():
+                _write_string(f, alias)
+                _write_string(f, target)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves the old model.bin, and no temp file
+        raise
 
 
 # ---------------------------------------------------------------- Whisper name mapping
@@ -333,11 +344,24 @@ def _count_layers(variables: dict, side: str) -> int:
     return len(found)
 
 
-def _require(variables: dict, name: str) -> np.ndarray:
-    """variables[name] or a Ct2FormatError saying it is missing."""
+def _require(variables: dict, name: str, rank: int | None = None) -> np.ndarray:
+    """variables[name] or a Ct2FormatError saying it is missing (or not of `rank` dims)."""
     if name not in variables:
         raise Ct2FormatError(f"variable {name!r} is missing: not a CTranslate2 Whisper model")
-    return variables[name]
+    value = variables[name]
+    if rank is not None and np.ndim(value) != rank:
+        raise Ct2FormatError(f"variable {name!r} has shape {list(np.shape(value))}, Whisper "
+                             f"needs {rank} dimension(s): the model.bin is corrupt")
+    return value
+
+
+def _scalar(variables: dict, name: str) -> int:
+    """The integer scalar variable `name` (Ct2FormatError if missing or not a scalar)."""
+    value = _require(variables, name)
+    if np.size(value) != 1 or not np.isfinite(value).all():
+        raise Ct2FormatError(f"variable {name!r} should be one number, got shape "
+                             f"{list(np.shape(value))}: the model.bin is corrupt")
+    return int(np.asarray(value).reshape(()))
 
 
 def _check_whisper_flags(variables: dict):
@@ -345,8 +369,8 @@ def _check_whisper_flags(variables: dict):
     expected = {"decoder/activation": GELU, "decoder/pre_norm": 1, "decoder/alibi": 0,
                 "decoder/scale_embeddings": 0, "decoder/start_from_zero_embedding": 0}
     for name, want in expected.items():
-        if name in variables and int(variables[name]) != want:
-            raise Ct2FormatError(f"{name} is {int(variables[name])}, Whisper needs {want}")
+        if name in variables and _scalar(variables, name) != want:
+            raise Ct2FormatError(f"{name} is {_scalar(variables, name)}, Whisper needs {want}")
 
 
 def _special_ids(vocab_size: int) -> dict:
@@ -364,20 +388,23 @@ def whisper_config_from_ct2(variables: dict, special_ids: dict | None = None):
     from transformers import WhisperConfig
 
     _check_whisper_flags(variables)
-    embed = _require(variables, "decoder/embeddings/weight")
-    conv1 = _require(variables, "encoder/conv1/weight")
+    embed = _require(variables, "decoder/embeddings/weight", 2)
+    conv1 = _require(variables, "encoder/conv1/weight", 3)
     ids = {**_special_ids(embed.shape[0]), **(special_ids or {})}
+    heads = {side: _scalar(variables, f"{side}/num_heads") for side in ("encoder", "decoder")}
+    if min(heads.values()) < 1 or any(embed.shape[1] % n for n in heads.values()):
+        raise Ct2FormatError(f"num_heads {heads} do not divide d_model {embed.shape[1]}: "
+                             "the model.bin is corrupt")
     return WhisperConfig(
         vocab_size=int(embed.shape[0]), d_model=int(embed.shape[1]),
         num_mel_bins=int(conv1.shape[1]),
         encoder_layers=_count_layers(variables, "encoder"),
         decoder_layers=_count_layers(variables, "decoder"),
-        encoder_attention_heads=int(_require(variables, "encoder/num_heads")),
-        decoder_attention_heads=int(_require(variables, "decoder/num_heads")),
-        encoder_ffn_dim=int(_require(variables, "encoder/layer_0/ffn/linear_0/weight").shape[0]),
-        decoder_ffn_dim=int(_require(variables, "decoder/layer_0/ffn/linear_0/weight").shape[0]),
-        max_source_positions=int(_require(variables, "encoder/position_encodings/encodings").shape[0]),
-        max_target_positions=int(_require(variables, "decoder/position_encodings/encodings").shape[0]),
+        encoder_attention_heads=heads["encoder"], decoder_attention_heads=heads["decoder"],
+        encoder_ffn_dim=int(_require(variables, "encoder/layer_0/ffn/linear_0/weight", 2).shape[0]),
+        decoder_ffn_dim=int(_require(variables, "decoder/layer_0/ffn/linear_0/weight", 2).shape[0]),
+        max_source_positions=int(_require(variables, "encoder/position_encodings/encodings", 2).shape[0]),
+        max_target_positions=int(_require(variables, "decoder/position_encodings/encodings", 2).shape[0]),
         eos_token_id=ids["eos"], pad_token_id=ids["pad"], bos_token_id=ids["bos"],
         decoder_start_token_id=ids["decoder_start"], tie_word_embeddings=True)
 
@@ -509,8 +536,9 @@ def processor_from_ct2(data_dir, model_bin=None):
                                 "the Hugging Face tokenizer.json next to model.bin")
     header = read_header(model_bin or Path(data_dir) / "model.bin")
     conv1 = header.variables.get("encoder/conv1/weight")
-    if conv1 is None:
-        raise Ct2FormatError(f"{data_dir}: model.bin has no encoder/conv1/weight; not Whisper")
+    if conv1 is None or len(conv1.shape) != 3:
+        raise Ct2FormatError(f"{data_dir}: model.bin has no 3-D encoder/conv1/weight; "
+                             "not a Whisper model")
     fe = WhisperFeatureExtractor(feature_size=int(conv1.shape[1]))
     return WhisperProcessor(feature_extractor=fe, tokenizer=tokenizer_from_json(tok_path))
 
@@ -559,7 +587,10 @@ def _model_from_state(config, state: dict):
 
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
-    model.load_state_dict(state, strict=True, assign=True)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as err:  # a tensor whose shape does not fit the inferred config
+        raise Ct2FormatError(f"the weights do not fit a Whisper model: {str(err)[:300]}") from err
     model.tie_weights()
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
@@ -575,7 +606,12 @@ def load_ct2_whisper(data_dir, model_bin=None):
     model_bin = model_bin or data_dir / "model.bin"
     processor = processor_from_ct2(data_dir, model_bin)
     cfg_path = data_dir / CT2_CONFIG_FILE
-    ct2_config = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    try:
+        ct2_config = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise Ct2FormatError(f"{cfg_path}: not valid JSON ({err}); re-download the model") from err
+    if not isinstance(ct2_config, dict):
+        raise Ct2FormatError(f"{cfg_path}: expected a JSON object, got {type(ct2_config).__name__}")
     variables = read_model_bin(model_bin)
     config = whisper_config_from_ct2(variables, special_ids_from_tokenizer(processor.tokenizer))
     config.suppress_tokens = list(ct2_config.get("suppress_ids", [])) or None

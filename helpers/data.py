@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -25,12 +26,15 @@ from pathlib import Path
 from datasets import Audio, Dataset, Features, Value
 from tqdm.auto import tqdm
 
-from helpers.audio import AUDIO_EXTENSIONS, AudioError, audio_duration
+from helpers.audio import (AUDIO_EXTENSIONS, SILENCE_PEAK, AudioError, audio_duration,
+                           inspect_audio)
 
 logger = logging.getLogger(__name__)
 
 DROP_REASONS = ("missing_clip", "unreadable_audio", "empty_text", "audio_too_long",
-                "labels_too_long")  # checked in this order; a row gets the first that fails
+                "silent_audio", "labels_too_long")  # a row gets the first that fails, in this
+# order (a clip is decoded only once its header passed: a corrupt or cut-short body is then
+# unreadable_audio too). The summary CLI prints every reason, so new ones are appended.
 CV_REQUIRED = ("path", "sentence")  # columns a Common Voice TSV must have
 FILE_COLUMNS = ("file_name", "path", "audio", "file")  # audio-folder CSV: file column
 TEXT_COLUMNS = ("sentence", "text", "transcription", "transcript", "normalized_text")
@@ -209,12 +213,23 @@ def _audio_file(example: dict, audio_column: str, audio_dir: Path) -> dict:
         suffix = suffix if suffix in AUDIO_EXTENSIONS else ".audio"
         target = audio_dir / (hashlib.sha1(data).hexdigest()[:20] + suffix)
         if not target.is_file():
-            target.write_bytes(data)
+            _write_bytes_atomic(target, data)
         return {"audio_file": str(target)}
     if name and Path(name).is_file():
         return {"audio_file": str(Path(name).resolve())}
     raise ValueError(f"audio value {name!r} has no bytes and is not a local file; this Hub "
                      "dataset cannot be converted (try another config or download it).")
+
+
+def _write_bytes_atomic(target: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `target`, then rename: a killed process never
+    leaves a truncated file under the content-addressed name (it would be reused)."""
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def hub_to_corpus(dataset: Dataset, text_column: str | None = None,
@@ -304,19 +319,38 @@ def load_corpus(source, split: str = "train", *, locale: str | None = None,
 
 
 # ----------------------------------------------------------------------------- filter
-def _check_clip(path, sentence, max_seconds: float) -> tuple[str | None, str, float | None]:
-    """Check one row up to the label test; returns (reason or None, detail, duration)."""
+def _check_clip(path, sentence, max_seconds: float,
+                silence_peak: float) -> tuple[str | None, str, float | None]:
+    """Check one row up to the label test; returns (reason or None, detail, seconds).
+
+    The header is read first (cheap); only a clip that passes it is decoded, once.
+    """
     if not path or not Path(path).is_file():
         return "missing_clip", f"no audio file at {path}", None
     try:
-        duration = audio_duration(path)
+        header_seconds = audio_duration(path)
     except AudioError as err:
         return "unreadable_audio", str(err), None
     if sentence is None or not sentence.strip():
-        return "empty_text", "the sentence is empty", duration
-    if duration > max_seconds:
-        return "audio_too_long", f"{duration:.2f} s > {max_seconds:g} s", duration
-    return None, "", duration
+        return "empty_text", "the sentence is empty", header_seconds
+    if header_seconds > max_seconds:
+        return "audio_too_long", f"{header_seconds:.2f} s > {max_seconds:g} s", header_seconds
+    return _check_samples(path, max_seconds, silence_peak)
+
+
+def _check_samples(path, max_seconds: float, silence_peak: float):
+    """Decode a clip whose header passed; returns (reason or None, detail, decoded seconds)."""
+    try:
+        info = inspect_audio(path)
+    except AudioError as err:
+        return "unreadable_audio", str(err), None
+    if info.seconds > max_seconds:
+        return "audio_too_long", f"{info.seconds:.2f} s > {max_seconds:g} s", info.seconds
+    if info.peak < silence_peak:
+        level = f"{20 * math.log10(info.peak):.0f} dBFS" if info.peak > 0 else "digital silence"
+        return ("silent_audio", f"loudest sample {info.peak:.2g} of full scale ({level}) < "
+                f"{silence_peak:.2g}: nothing audible to transcribe", info.seconds)
+    return None, "", info.seconds
 
 
 def _label_lengths(tokenizer, sentences: list[str], chunk: int = 1024) -> list[int]:
@@ -340,22 +374,26 @@ def _check_schema(dataset: Dataset) -> None:
 
 
 def filter_corpus(dataset: Dataset, tokenizer, max_seconds: float = 30.0,
-                  max_label_tokens: int = 448) -> tuple[Dataset, dict]:
+                  max_label_tokens: int = 448, silence_peak: float = SILENCE_PEAK,
+                  name: str | None = None) -> tuple[Dataset, dict]:
     """Split `dataset` into the rows fit for training and a report on the others.
 
     A row is dropped for the first failing reason of DROP_REASONS: the clip is missing, its
-    header is unreadable or it has no samples, the sentence is empty, the clip is longer
-    than `max_seconds` (Whisper sees 30 s), or its labels (tokenizer ids incl. prefix and
-    eos) exceed `max_label_tokens` (the decoder's 448 positions). Returns (kept dataset with
-    an added "duration" column in seconds, report) where report = {"rows", "kept",
-    "dropped": {reason: count for every reason}, "dropped_rows": [{"row", "path",
-    "reason", "detail"}, ...]}.
+    header is unreadable, it has no samples, its frames do not decode or it was cut short,
+    the sentence is empty, the clip is longer than `max_seconds` (Whisper sees 30 s), it is
+    silent (loudest sample below `silence_peak`, -60 dBFS by default), or its labels
+    (tokenizer ids incl. prefix and eos) exceed `max_label_tokens` (the decoder's 448
+    positions). Prints one line "rows read = kept + dropped (per reason)" on stderr,
+    prefixed by `name` (e.g. the split). Returns (kept dataset with an added "duration"
+    column in decoded seconds, report) where report = {"rows", "kept", "dropped": {reason:
+    count for every reason}, "dropped_rows": [{"row", "path", "reason", "detail"}, ...]}.
     """
     _check_schema(dataset)
     paths, sentences = list(dataset["audio"]), list(dataset["sentence"])
     dropped_rows, durations, candidates = [], {}, []
     for i in tqdm(range(len(paths)), desc="checking clips", file=sys.stderr):
-        reason, detail, durations[i] = _check_clip(paths[i], sentences[i], max_seconds)
+        reason, detail, durations[i] = _check_clip(paths[i], sentences[i], max_seconds,
+                                                   silence_peak)
         if reason:
             dropped_rows.append({"row": i, "path": paths[i], "reason": reason, "detail": detail})
         else:
@@ -369,6 +407,7 @@ def filter_corpus(dataset: Dataset, tokenizer, max_seconds: float = 30.0,
         else:
             kept.append(i)
     report = _report(len(dataset), kept, dropped_rows)
+    print(summary_line(report, name), file=sys.stderr, flush=True)
     if "duration" in dataset.column_names:
         dataset = dataset.remove_columns("duration")
     kept_dataset = dataset.select(kept).add_column("duration", [durations[i] for i in kept])
@@ -376,18 +415,25 @@ def filter_corpus(dataset: Dataset, tokenizer, max_seconds: float = 30.0,
 
 
 def _report(rows: int, kept: list[int], dropped_rows: list[dict]) -> dict:
-    """Build the filter report; checks that every row is kept or dropped exactly once."""
+    """Build the filter report; raises RuntimeError unless every row is kept or dropped
+    exactly once (rows read = kept + dropped, per reason)."""
     dropped_rows.sort(key=lambda item: item["row"])
     dropped = {reason: 0 for reason in DROP_REASONS}
     for item in dropped_rows:
         dropped[item["reason"]] += 1
     seen = sorted(kept + [item["row"] for item in dropped_rows])
-    assert seen == list(range(rows)), "filter_corpus lost or duplicated rows"
-    assert rows == len(kept) + sum(dropped.values())
-    if dropped_rows:
-        logger.warning("dropped %d of %d rows: %s", len(dropped_rows), rows,
-                       {k: v for k, v in dropped.items() if v})
+    if seen != list(range(rows)) or rows != len(kept) + sum(dropped.values()):
+        raise RuntimeError(f"filter_corpus lost or duplicated rows: {rows} read, {len(kept)} "
+                           f"kept, {dropped} dropped. This is a bug; please report it.")
     return {"rows": rows, "kept": len(kept), "dropped": dropped, "dropped_rows": dropped_rows}
+
+
+def summary_line(report: dict, name: str | None = None) -> str:
+    """One line: "<name>: N rows read = K kept + D dropped (reason n, ...)"."""
+    parts = ", ".join(f"{reason} {n}" for reason, n in report["dropped"].items() if n)
+    dropped = sum(report["dropped"].values())
+    return (f"{name or 'corpus'}: {report['rows']} rows read = {report['kept']} kept + "
+            f"{dropped} dropped" + (f" ({parts})" if parts else ""))
 
 
 # -------------------------------------------------------------------------------- CLI
@@ -414,7 +460,8 @@ def summary(args: argparse.Namespace) -> dict:
 
     dataset = load_corpus(args.path, args.split, locale=args.locale)
     tokenizer = load_processor(args.model, language=args.language).tokenizer
-    _, report = filter_corpus(dataset, tokenizer, args.max_seconds, args.max_label_tokens)
+    _, report = filter_corpus(dataset, tokenizer, args.max_seconds, args.max_label_tokens,
+                              name=f"{args.path} ({args.split})")
     for item in report["dropped_rows"] if args.verbose else []:
         print("row {row} dropped ({reason}): {detail}".format(**item), file=sys.stderr)
     return {key: report[key] for key in ("rows", "kept", "dropped")}

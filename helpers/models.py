@@ -33,6 +33,22 @@ SOURCE_KINDS = (
     "(model.bin + config.json + tokenizer.json)")
 CACHE_ENV = "WHISPER_LORA_CACHE"
 TASKS = ("transcribe", "translate")
+PICKLE_ENV = "WHISPER_LORA_ALLOW_PICKLE"  # "1": also load pickled weights (only files you trust)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # torch.save formats: loading runs code
+
+
+class UnsafeWeightsError(ValueError):
+    """A model offers only pickled weights and the user did not opt in (see PICKLE_ENV)."""
+
+
+def pickle_allowed() -> bool:
+    """True when the user opted in to pickled weights: $WHISPER_LORA_ALLOW_PICKLE is 1/true/yes."""
+    return os.environ.get(PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _pickled_weights(path: Path) -> list[str]:
+    """Names of the pickled weight files (pytorch_model.bin, *.pt, ...) directly in `path`."""
+    return sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,8 @@ def is_hf_dir(path) -> bool:
 def resolve_source(source):
     """Classify `source`: returns ("ct2", Ct2Source), ("hf-dir", Path) or ("hub", str).
 
-    Raises FileNotFoundError naming the source and the accepted kinds when it is none.
+    Raises FileNotFoundError naming the source and the accepted kinds when it is none, and
+    UnsafeWeightsError for a local dir with only pickled weights (unless PICKLE_ENV is set).
     """
     source = str(source)
     if source in (EMBEDDED, EMBEDDED_BASE):
@@ -90,16 +107,64 @@ def resolve_source(source):
     if is_hf_dir(path):
         return "hf-dir", path.resolve()
     if path.is_dir():
-        pickles = " (it has only pickled *.bin weights: re-save with safe_serialization=True)" \
-            if list(path.glob("*.bin")) else ""
-        raise FileNotFoundError(
-            f"Model source {source!r} is a directory with neither model.bin (CTranslate2) nor "
-            f"config.json + *.safetensors (Hugging Face){pickles}. Accepted sources: {SOURCE_KINDS}.")
+        return "hf-dir", _pickle_dir(source, path)
     parts = source.split("/")
     if len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and " " not in source:
         return "hub", source
     raise FileNotFoundError(f"Model source {source!r} does not exist. Accepted sources: "
                             f"{SOURCE_KINDS}.")
+
+
+def _pickle_dir(source: str, path: Path) -> Path:
+    """A local dir with config.json and only pickled weights: its path if the user opted in
+    (PICKLE_ENV), else UnsafeWeightsError; FileNotFoundError when it holds no model at all."""
+    pickles = _pickled_weights(path)
+    if not pickles or not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"Model source {source!r} is a directory with neither model.bin (CTranslate2) nor "
+            f"config.json + *.safetensors (Hugging Face). Accepted sources: {SOURCE_KINDS}.")
+    if pickle_allowed():
+        logging.getLogger(__name__).warning("%s: loading pickled weights %s because %s is set",
+                                            path, pickles, PICKLE_ENV)
+        return path.resolve()
+    raise UnsafeWeightsError(
+        f"{path}: its only weights are {pickles}, pickle files, which can run arbitrary code "
+        "when loaded; this project loads safetensors only. Re-save the model where you trust "
+        "it (model.save_pretrained(dir, safe_serialization=True)), or, if you trust these "
+        f"files, set {PICKLE_ENV}=1 to load them anyway.")
+
+
+# ---------------------------------------------------------------- languages
+
+
+def canonical_language(language) -> str | None:
+    """Whisper's name ("hindi") for a language name or code ("Hindi", "hi", " HINDI"); None
+    stays None. ValueError naming the language and the closest Whisper languages otherwise."""
+    import difflib
+
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    if language is None:
+        return None
+    key = str(language).strip().lower().strip("<|>")
+    if key in LANGUAGES:
+        return LANGUAGES[key]
+    if key in TO_LANGUAGE_CODE:
+        return LANGUAGES[TO_LANGUAGE_CODE[key]]
+    close = difflib.get_close_matches(key, list(TO_LANGUAGE_CODE) + list(LANGUAGES), n=3)
+    raise ValueError(f"Unknown language {language!r}: Whisper knows {len(LANGUAGES)} languages, "
+                     f"by name ('hindi') or code ('hi'). Closest: {close or 'none'}.")
+
+
+def _check_language_token(tokenizer, language: str, source) -> None:
+    """ValueError when the tokenizer of `source` has no token for `language` (a canonical
+    name), e.g. <|yue|> (cantonese) before large-v3."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    token = f"<|{TO_LANGUAGE_CODE[language]}|>"
+    if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
+        raise ValueError(f"Model {str(source)!r} has no {token} token: this Whisper version "
+                         "does not know that language. Pick another language or model.")
 
 
 # ---------------------------------------------------------------- processor
@@ -111,7 +176,7 @@ def _check_language(tokenizer, language, task, multilingual: bool):
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if language is None or multilingual:
         return
-    if str(language).lower() not in ("en", "english"):
+    if language != "english":
         raise ValueError(
             f"Language {language!r} was asked of an English-only (.en) Whisper model. "
             f"Use a multilingual model (e.g. source={EMBEDDED_BASE!r} or "
@@ -125,6 +190,11 @@ def _from_hub_or_dir(cls, kind, where, **kwargs):
     try:
         return cls.from_pretrained(str(where), trust_remote_code=False, **kwargs)
     except OSError as err:
+        if "safetensors" in str(err) and kwargs.get("use_safetensors"):
+            raise UnsafeWeightsError(
+                f"{kind} {str(where)!r} has no safetensors weights, only pickled ones, which can "
+                "run arbitrary code when loaded; this project loads safetensors only. If you "
+                f"trust the source, set {PICKLE_ENV}=1 to load them anyway.") from err
         hint = (" (offline: HF_HUB_OFFLINE is set, or the Hub cannot be reached; download it "
                 "first or pass a local directory)") if kind == "hub" else ""
         raise FileNotFoundError(f"Cannot load Whisper {cls.__name__} from {kind} {str(where)!r}"
@@ -148,8 +218,10 @@ def load_processor(source=EMBEDDED, language=None, task="transcribe") -> Whisper
 
     For multilingual models the tokenizer prefix becomes <|sot|><|lang|><|task|>
     <|notimestamps|>; English-only models ignore language/task (a non-English language is
-    a ValueError).
+    a ValueError). `language` is a Whisper language name or code, any case (ValueError with
+    the closest names otherwise).
     """
+    language = canonical_language(language)
     kind, where = resolve_source(source)
     if kind == "ct2":
         processor = ct2.processor_from_ct2(where.data_dir, where.model_bin)
@@ -158,6 +230,8 @@ def load_processor(source=EMBEDDED, language=None, task="transcribe") -> Whisper
     multilingual = is_multilingual(processor)
     _check_language(processor.tokenizer, language, task, multilingual)
     if multilingual:
+        if language:
+            _check_language_token(processor.tokenizer, language, source)
         processor.tokenizer.set_prefix_tokens(language=language, task=task)
     return processor
 
@@ -282,7 +356,10 @@ def load_model(source=EMBEDDED, precision="fp32", language=None, task="transcrib
     """(WhisperForConditionalGeneration, WhisperProcessor) for `source` at `precision`.
 
     source: see SOURCE_KINDS (CTranslate2 dirs are converted once, see converted_dir);
-    precision: one of PRECISIONS; device: "cuda"/"cpu"/... (default: cuda if available).
+    weights are read from safetensors only, unless $WHISPER_LORA_ALLOW_PICKLE=1 (then a
+    pickled pytorch_model.bin is accepted, from the Hub or a local dir: UnsafeWeightsError
+    otherwise); precision: one of PRECISIONS; device: "cuda"/"cpu"/... (default: cuda if
+    available).
     Multilingual models get generation_config.language/task; asking an English-only model
     for another language is a ValueError.
     """
@@ -290,11 +367,13 @@ def load_model(source=EMBEDDED, precision="fp32", language=None, task="transcrib
 
     device = device or default_device()
     kwargs = precision_kwargs(precision, device)
+    language = canonical_language(language)
     kind, where = resolve_source(source)
     processor = load_processor(source, language=language, task=task)
     path = converted_dir(where) if kind == "ct2" else where
+    safe_only = kind == "ct2" or not pickle_allowed()  # pickles only on the user's opt-in
     model = _from_hub_or_dir(WhisperForConditionalGeneration, kind, path,
-                             use_safetensors=True if kind != "hub" else None, **kwargs)
+                             use_safetensors=True if safe_only else None, **kwargs)
     if precision == "8bit":
         _quiet_bnb_cast_warning()
     if "device_map" not in kwargs:

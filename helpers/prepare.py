@@ -5,6 +5,9 @@ each split), dropped_rows.jsonl, features/<train split>/ and test_clips.jsonl.
 """
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from helpers.config import RunConfig
 from helpers.data import filter_corpus, load_corpus
 from helpers.features import prepare_features
@@ -15,7 +18,7 @@ def load_filtered_split(config: RunConfig, split: str, tokenizer, max_clips: int
     """Load one split of the configured corpus and filter it; returns (kept, report)."""
     corpus = load_corpus(config.corpus, split=split, config=config.corpus_config,
                          text_column=config.text_column)
-    kept, report = filter_corpus(corpus, tokenizer)
+    kept, report = filter_corpus(corpus, tokenizer, name=f"{config.corpus} [{split}]")
     if max_clips is not None and len(kept) > max_clips:
         report["capped_to"] = max_clips
         kept = kept.select(range(max_clips))
@@ -37,13 +40,23 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
     train = concatenate_datasets(train_parts) if len(train_parts) > 1 else train_parts[0]
     if config.max_train_clips is not None and len(train) > config.max_train_clips:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_clips))
-    prepare_features(train, processor).save_to_disk(str(run.features_dir("train")))
+    save_dataset_atomic(prepare_features(train, processor), run.features_dir("train"))
     run.write_jsonl("test_clips.jsonl", [{"path": row["audio"], "sentence": row["sentence"],
                                           "duration": row["duration"]} for row in test])
     run.write_json("corpus_report.json", reports)
     run.write_jsonl("dropped_rows.jsonl", dropped)
     run.write_json("train_durations.json", [round(d, 3) for d in train["duration"]])
     return reports
+
+
+def save_dataset_atomic(dataset, target: Path) -> None:
+    """save_to_disk into a hidden sibling folder, then rename it to `target`: a process
+    killed while saving leaves the old features (or none), never a half-written folder."""
+    staging = target.with_name(f".{target.name}-partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    dataset.save_to_disk(str(staging))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
 
 
 def report_table(reports: dict[str, dict]):

@@ -80,7 +80,12 @@ class RunDir:
 
     def read_json(self, relative: str, stage: str):
         """Read a JSON file another stage wrote (clear error if it is missing)."""
-        return json.loads(self.require(relative, stage).read_text())
+        path = self.require(relative, stage)
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); it was edited by hand or "
+                             f"written by another tool. Fix it, or run {stage} again.") from err
 
     def write_jsonl(self, relative: str, rows) -> Path:
         """Write one JSON object per line, atomically."""
@@ -91,8 +96,15 @@ class RunDir:
 
     def read_jsonl(self, relative: str, stage: str) -> list[dict]:
         """Read a JSON-lines file another stage wrote."""
-        text = self.require(relative, stage).read_text()
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        path = self.require(relative, stage)
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            try:
+                rows.append(json.loads(line)) if line.strip() else None
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({err}). Fix it, or "
+                                 f"run {stage} again.") from err
+        return rows
 
     def update_metrics(self, **values) -> dict:
         """Merge values into metrics.json (atomically); returns the merged dict."""

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from helpers.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
 
 MAX_NEW_TOKENS = 128  # the recipe's generation max length
+MAX_SECONDS = 30  # Whisper's window: the feature extractor would silently cut longer audio
 
 
 def transcribe_arrays(model, processor, audios: list[np.ndarray],
@@ -57,13 +58,23 @@ def transcribe_paths(model, processor, paths: list[Path], batch_size: int = 8,
         audios, readable, failed = [], [], {}
         for path in batch:
             try:
-                audios.append(load_audio(path))
+                audios.append(_load_window(path))
                 readable.append(path)
             except AudioError as error:
                 failed[path] = str(error)
         texts = dict(zip(readable, transcribe_arrays(model, processor, audios))) if audios else {}
         for path in batch:
             yield path, texts.get(path), failed.get(path)
+
+
+def _load_window(path: Path) -> np.ndarray:
+    """load_audio(path); AudioError naming the file when it is longer than MAX_SECONDS."""
+    audio = load_audio(path)
+    if len(audio) > MAX_SECONDS * SAMPLE_RATE:
+        raise AudioError(f"{path}: {len(audio) / SAMPLE_RATE:.1f} s of audio; Whisper hears "
+                         f"{MAX_SECONDS} s at a time and only the first {MAX_SECONDS} s would be "
+                         "transcribed. Cut it into pieces under 30 s first.")
+    return audio
 
 
 def expand_paths(paths: Iterable[str]) -> tuple[list[Path], list[str]]:

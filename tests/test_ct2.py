@@ -1,6 +1,7 @@
 """helpers.ct2: model.bin reader/writer, HF <-> CTranslate2 mapping, conversion of tiny.en."""
 import csv
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -295,3 +296,179 @@ def test_embedded_tiny_en_transcribes_common_voice(tiny_en_dir):
     hypotheses = transcribe(model, processor, rows)
     wer = normalized_wer(rows, hypotheses)
     assert wer < 0.6, list(zip([r["sentence"] for r in rows], hypotheses))
+
+
+# ---------------------------------------------------------------- structured fuzzing
+
+
+def bin_with_fields(variables, aliases=()) -> tuple[bytes, list]:
+    """Like bin_bytes, also returning (offset, size, kind) of every header field.
+
+    kind is one of version, spec_len, count, name_len, rank, dim, dtype, nbytes, alias_count.
+    """
+    out, fields = bytearray(), []
+
+    def put(raw, kind=None):
+        if kind:
+            fields.append((len(out), len(raw), kind))
+        out.extend(raw)
+
+    def string(text, kind):
+        raw = text.encode() + b"\0"
+        put(struct.pack("<H", len(raw)), kind)
+        put(raw)
+
+    put(struct.pack("<I", 6), "version")
+    string("WhisperSpec", "spec_len")
+    put(struct.pack("<I", 3))
+    put(struct.pack("<I", len(variables)), "count")
+    for name, shape, dtype_id, raw in variables:
+        string(name, "name_len")
+        put(struct.pack("<B", len(shape)), "rank")
+        for dim in shape:
+            put(struct.pack("<I", dim), "dim")
+        put(struct.pack("<B", dtype_id), "dtype")
+        put(struct.pack("<I", len(raw)), "nbytes")
+        put(raw)
+    put(struct.pack("<I", len(aliases)), "alias_count")
+    for alias, target in aliases:
+        string(alias, "name_len")
+        string(target, "name_len")
+    return bytes(out), fields
+
+
+DTYPE_SIZES = {0: 4, 1: 1, 2: 2, 3: 4, 4: 2, 5: 2}
+variable_strategy = st.tuples(
+    st.text(alphabet="abcdefgh/_0123456789", min_size=1, max_size=12),
+    st.lists(st.integers(0, 4), max_size=3).map(tuple),
+    st.sampled_from(sorted(DTYPE_SIZES)))
+
+
+def build(specs, with_scale=False):
+    """Valid model.bin bytes + fields from (name, shape, dtype id) specs (names made unique)."""
+    variables = []
+    for k, (name, shape, dtype_id) in enumerate(specs):
+        size = math.prod(shape) * DTYPE_SIZES[dtype_id]
+        variables.append((f"{k}/{name}", shape, dtype_id, np.random.default_rng(k).bytes(size)))
+    if with_scale:
+        variables += [("q", (2, 3), 1, b"\x01" * 6), ("q_scale", (2,), 0, b"\0\0\x80\x3f" * 2)]
+    aliases = [("alias/0", variables[0][0])] if variables else []
+    return bin_with_fields(variables, aliases)
+
+
+FIELD_KINDS = ("version", "spec_len", "count", "name_len", "rank", "dim", "dtype", "nbytes",
+               "alias_count")
+
+
+def read_or_format_error(path) -> dict | None:
+    """read_model_bin(path), or None when it raises Ct2FormatError (anything else fails)."""
+    try:
+        return ct2.read_model_bin(path)
+    except ct2.Ct2FormatError as err:
+        assert str(path) in str(err)
+        return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(specs=st.lists(variable_strategy, min_size=1, max_size=4), with_scale=st.booleans(),
+       kind=st.sampled_from(FIELD_KINDS), pick=st.integers(0, 10**6), bit=st.integers(0, 31))
+def test_flipped_header_bits_raise_only_format_error(tmp_path, specs, with_scale, kind, pick, bit):
+    """A bit flipped in a length, count, rank, dim, dtype or byte count: the reader parses
+    (when the file is still consistent) or raises Ct2FormatError, and never holds more
+    array bytes than the file has."""
+    data, fields = build(specs, with_scale)
+    candidates = [f for f in fields if f[2] == kind]
+    if not candidates:
+        return
+    offset, size, _ = candidates[pick % len(candidates)]
+    flipped = bytearray(data)
+    value = int.from_bytes(flipped[offset:offset + size], "little") ^ (1 << (bit % (8 * size)))
+    flipped[offset:offset + size] = value.to_bytes(size, "little")
+    path = tmp_path / "flip.bin"
+    path.write_bytes(bytes(flipped))
+    arrays = read_or_format_error(path)
+    if arrays is not None:
+        unique = {id(a): a for a in arrays.values()}.values()
+        assert sum(a.nbytes for a in unique) <= 4 * len(flipped)  # int8/16 dequantize to fp32
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(specs=st.lists(variable_strategy, min_size=1, max_size=3), cut=st.floats(0, 1),
+       tail=st.binary(max_size=64))
+def test_cut_or_padded_files_raise_only_format_error(tmp_path, specs, cut, tail):
+    """A valid file cut anywhere, or with bytes appended, is a Ct2FormatError."""
+    data, _ = build(specs)
+    path = tmp_path / "cut.bin"
+    path.write_bytes(data[:int(cut * (len(data) - 1))] if not tail else data + tail)
+    assert read_or_format_error(path) is None
+
+
+@pytest.mark.parametrize("variables", [
+    [("big", (32768, 32768), 1, b"")],  # 1 GiB of int8 declared, none present
+    [("big", (65535, 65535), 0, b"")],  # 16 GiB: more than a u32 byte count can say
+    [("big", (1 << 31, 2), 0, b"")],
+])
+def test_huge_declared_sizes_allocate_nothing(tmp_path, variables):
+    import tracemalloc
+
+    name, shape, dtype_id, _ = variables[0]
+    nbytes = min(math.prod(shape) * DTYPE_SIZES[dtype_id], 0xFFFFFFFF)
+    raw = bin_bytes(variables=[])[:-8] + struct.pack("<I", 1)  # one variable follows
+    raw += struct.pack("<H", len(name) + 1) + name.encode() + b"\0"
+    raw += struct.pack(f"<B{len(shape)}I", len(shape), *shape) + struct.pack("<BI", dtype_id, nbytes)
+    path = tmp_path / "huge.bin"
+    path.write_bytes(raw + b"\0" * 100)
+    tracemalloc.start()
+    with pytest.raises(ct2.Ct2FormatError, match="'big'"):
+        ct2.read_model_bin(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20, peak
+
+
+def test_huge_counts_fail_fast(tmp_path):
+    import time
+
+    for raw in (bin_bytes()[:-8] + struct.pack("<I", 0xFFFFFFFF),   # 4 billion variables
+                bin_bytes()[:-4] + struct.pack("<I", 0xFFFFFFFF)):  # 4 billion aliases
+        path = tmp_path / "count.bin"
+        path.write_bytes(raw)
+        started = time.perf_counter()
+        with pytest.raises(ct2.Ct2FormatError):
+            ct2.read_model_bin(path)
+        assert time.perf_counter() - started < 1
+
+
+def test_rank_and_scale_shapes_are_checked(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(bin_bytes(variables=[("deep", (1,) * 100, 1, b"\1")]))  # numpy: <= 64 dims
+    with pytest.raises(ct2.Ct2FormatError, match="rank of 'deep' at most 8"):
+        ct2.read_model_bin(path)
+    path.write_bytes(bin_bytes(variables=[("q", (2, 3), 1, b"\1" * 6),
+                                          ("q_scale", (3,), 0, b"\0" * 12)]))
+    with pytest.raises(ct2.Ct2FormatError, match=r"q_scale has shape \[3\].*q \[2, 3\]"):
+        ct2.read_model_bin(path)
+    assert ct2.read_model_bin(path, dequantize=False)["q_scale"].shape == (3,)
+
+
+def test_wrong_shapes_in_a_parseable_file_are_format_errors():
+    variables = ct2.ct2_variables_from_hf(tiny_whisper())
+    for name, value, match in (
+            ("decoder/embeddings/weight", np.zeros(8, np.float32), r"shape \[8\], Whisper needs 2"),
+            ("encoder/num_heads", np.array([4, 4], np.int16), "num_heads' should be one number"),
+            ("encoder/num_heads", np.int16(5), "do not divide d_model 64"),
+            ("decoder/activation", np.zeros((2, 2), np.int8), "activation' should be one number")):
+        with pytest.raises(ct2.Ct2FormatError, match=match):
+            ct2.whisper_config_from_ct2({**variables, name: value})
+    variables["encoder/layer_0/self_attention/layer_norm/gamma"] = np.zeros(3, np.float32)
+    config = ct2.whisper_config_from_ct2(variables)
+    with pytest.raises(ct2.Ct2FormatError, match="do not fit a Whisper model"):
+        ct2._model_from_state(config, ct2.hf_state_dict_from_ct2(variables, config))
+
+
+def test_failed_write_keeps_the_old_model_bin(tmp_path):
+    path = small_bin(tmp_path / "model.bin")
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="complex"):
+        ct2.write_model_bin(path, {"a": np.ones(3, np.float32), "z": np.ones(2, np.complex64)})
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]

@@ -226,7 +226,7 @@ def test_filter_corpus_reasons_and_report(tmp_path, tokenizer):
     kept, report = filter_corpus(ds, tokenizer, max_seconds=2.0, max_label_tokens=8)
     assert report["rows"] == 9 and report["kept"] == 2
     assert report["dropped"] == {"missing_clip": 2, "unreadable_audio": 2, "empty_text": 1,
-                                 "audio_too_long": 1, "labels_too_long": 1}
+                                 "audio_too_long": 1, "silent_audio": 0, "labels_too_long": 1}
     assert list(report["dropped"]) == list(DROP_REASONS)
     assert [(r["row"], r["reason"]) for r in report["dropped_rows"]] == [
         (1, "missing_clip"), (2, "unreadable_audio"), (3, "unreadable_audio"),
@@ -276,7 +276,7 @@ def test_summary_main_prints_only_json(tmp_path, capsys):
     assert out.count("\n") == 1
     assert result == {"rows": 9, "kept": 3, "dropped": {
         "missing_clip": 2, "unreadable_audio": 2, "empty_text": 1, "audio_too_long": 1,
-        "labels_too_long": 0}}
+        "silent_audio": 0, "labels_too_long": 0}}
     assert "row 2 dropped (unreadable_audio)" in err
 
 

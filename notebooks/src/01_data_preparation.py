@@ -58,8 +58,10 @@ print("as tokens:", processor.tokenizer.convert_ids_to_tokens(example))
 # %% [markdown]
 # ## Filter, extract features, save
 # Every row is either kept or dropped for one named reason: a missing clip, unreadable
-# audio, empty text, audio over Whisper's 30 s window, or labels over the decoder's 448
-# positions. Nothing disappears without being counted; the dropped rows are listed in
+# audio (or a file cut short), empty text, audio over Whisper's 30 s window, silence
+# (nothing above -60 dBFS: nothing to transcribe), or labels over the decoder's 448
+# positions. Nothing disappears without being counted: each split prints "rows read =
+# kept + dropped", and the dropped rows are listed in
 # `dropped_rows.jsonl`. Kept training rows become log-mel features + label ids on disk.
 
 # %%
