@@ -39,12 +39,16 @@ bar_chart({"base": {"WER": metrics["base_wer"], "CER": metrics["base_cer"],
           title=f"{config.model} on {metrics['n_test']} test clips");
 
 # %% [markdown]
-# ## Cost of the fine-tuning
-# What training took, from notebook 04's records.
+# ## Cost of the fine-tuning, next to the blog's claims
+# What training took, from notebook 04's records. Peak memory is GPU memory when the run
+# had a GPU; on a CPU it is the process's resident memory, which the blog's GPU figure
+# does not describe.
 
 # %%
-{key: metrics.get(key) for key in ("train_steps", "train_seconds", "peak_memory_bytes",
-                                   "trainable_params", "total_params", "adapter_bytes")}
+from helpers.claims import claims_table, samples_per_second
+
+metrics = run.update_metrics(train_samples_per_second=samples_per_second(metrics, config.batch_size))
+claims_table(metrics, config.model)
 
 # %% [markdown]
 # ## The worst utterances after fine-tuning

@@ -1,0 +1,44 @@
+"""The blog's claims (REFERENCE.md) side by side with what a run measured."""
+from __future__ import annotations
+
+# claim key -> (what the blog says, the metrics.json key that answers it)
+BLOG_CLAIMS = {
+    "peak GPU memory, large-v2 LoRA 8-bit on a T4": ("< 8 GB", "peak_memory_bytes"),
+    "adapter checkpoint": ("about 60 MB (PEFT's upload: 63.1 MB)", "adapter_bytes"),
+    "trainable parameters": ("15,728,640 of 1,559,033,600 (1.01%)", "trainable_params"),
+    "training speed (T4, batch 8)": ("0.228 samples/s (100 steps in 3,516 s)", "train_samples_per_second"),
+}
+
+
+def _measured(metrics: dict, key: str) -> str:
+    """A metrics value formatted for people, with what kind of memory it is."""
+    value = metrics.get(key)
+    if value is None:
+        return "not measured in this run"
+    if key == "peak_memory_bytes":
+        kind = metrics.get("peak_memory_kind", "")
+        where = "GPU allocated" if kind == "gpu_allocated" else "process RSS on CPU, not comparable"
+        return f"{value / 1e9:.2f} GB ({where})"
+    if key == "adapter_bytes":
+        return f"{value / 1e6:.1f} MB"
+    if key == "trainable_params":
+        total = metrics.get("total_params")
+        share = f" of {total:,} ({100 * value / total:.2f}%)" if total else ""
+        return f"{value:,}{share}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def claims_table(metrics: dict, model: str):
+    """DataFrame: each blog claim, the blog's figure, this run's figure (for `model`)."""
+    import pandas as pd
+
+    rows = [{"claim": claim, "blog (whisper-large-v2)": blog, f"this run ({model})": _measured(metrics, key)}
+            for claim, (blog, key) in BLOG_CLAIMS.items()]
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def samples_per_second(metrics: dict, batch_size: int) -> float | None:
+    """Training throughput from steps, batch and seconds (None if training did not run)."""
+    if not metrics.get("train_seconds"):
+        return None
+    return round(metrics["train_steps"] * batch_size / metrics["train_seconds"], 3)

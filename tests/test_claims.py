@@ -1,0 +1,21 @@
+"""The blog-claims table reads measured values and says what kind of memory they are."""
+from helpers.claims import claims_table, samples_per_second
+
+
+def test_claims_table_formats_measured_values():
+    metrics = {"peak_memory_bytes": 2_500_000_000, "peak_memory_kind": "process_rss",
+               "adapter_bytes": 2_400_000, "trainable_params": 589_824, "total_params": 38_350_080,
+               "train_steps": 40, "train_seconds": 200.0}
+    metrics["train_samples_per_second"] = samples_per_second(metrics, 8)
+    table = claims_table(metrics, "embedded")
+    column = table["this run (embedded)"]
+    assert column["peak GPU memory, large-v2 LoRA 8-bit on a T4"] == "2.50 GB (process RSS on CPU, not comparable)"
+    assert column["adapter checkpoint"] == "2.4 MB"
+    assert column["trainable parameters"] == "589,824 of 38,350,080 (1.54%)"
+    assert metrics["train_samples_per_second"] == 1.6
+
+
+def test_missing_figures_say_so():
+    table = claims_table({}, "openai/whisper-large-v2")
+    assert set(table["this run (openai/whisper-large-v2)"]) == {"not measured in this run"}
+    assert samples_per_second({}, 8) is None
