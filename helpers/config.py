@@ -46,6 +46,13 @@ class RunConfig:
     eval_batch_size: int = 8
     generation_max_length: int = 128
     seed: int = 42
+    # Added for training beyond the recipe (helpers/training.py, helpers/streaming.py):
+    eval_steps: int | None = None           # WER by real transcription (generate) every N steps (None: never)
+    eval_split: str = "dev"                 # the split transcribed during training (keep it out of train_splits)
+    eval_max_clips: int = 32                # cap on those clips: generation is the slow part
+    keep_best_adapter: bool = True          # copy the adapter with the lowest training-time WER to adapter_best/
+    streaming: bool = False                 # compute features on the fly instead of reading features/train (needs max_steps)
+    shuffle_buffer: int = 256               # streaming: clips held in the shuffle buffer
 
     def lora_settings(self) -> LoraSettings:
         """The LoRA part as LoraSettings."""
@@ -63,14 +70,18 @@ PRESETS: dict[str, dict] = {
                  corpus="/content/drive/MyDrive/common_voice/cv-corpus-26.0/hi",
                  train_splits=["train", "dev"], batch_size=8, learning_rate=1e-3,
                  warmup_steps=50, num_train_epochs=3.0, fp16=True, eval_batch_size=8,
-                 logging_steps=25, save_steps=100),
+                 logging_steps=25, save_steps=100,
+                 # dev is trained on here, so WER during training is watched on 64 test
+                 # clips, for the curve only: choosing a checkpoint on test would bias it.
+                 eval_steps=100, eval_split="test", eval_max_clips=64, keep_best_adapter=False),
     # The offline default: the recipe's model precision, LoRA and batch, shortened to run
     # in minutes on 2 CPU cores. With only 40 steps, a warmup of 50 would never finish,
     # so the learning rate warms up over 5 steps and then stays constant.
     "embedded": dict(model="embedded", language=None, precision="8bit",
                      train_splits=["train"], batch_size=8, learning_rate=1e-3,
                      warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=40,
-                     logging_steps=5, save_steps=20, fp16=False, eval_batch_size=16),
+                     logging_steps=5, save_steps=20, fp16=False, eval_batch_size=16,
+                     eval_steps=20, eval_max_clips=16),  # WER on 16 dev clips at steps 20 and 40
 }
 
 

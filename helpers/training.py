@@ -1,12 +1,34 @@
-"""Training with Seq2SeqTrainer: arguments from a RunConfig, memory and loss records.
+"""The training stage (notebook 04 and `python -m helpers.train`): one implementation.
 
-With a PEFT model the Trainer's checkpoints hold only the adapter (plus optimizer and
-scheduler state), never the base weights.
+    run_training(config, run, resume)      the whole stage, as the script runs it
+      prepare_output(run, resume)          clean half-written files; pick the checkpoint to resume
+      load_training_model(config)          base (8bit/4bit/fp16/fp32) on this process's device + LoRA
+      training_dataset(config, run, ...)   features/train from notebook 01, or a stream (streaming)
+      eval_clips(config, tokenizer)        dev clips for WER during training (eval_steps)
+      build_trainer(...)                   Seq2SeqTrainer + memory and WER callbacks
+      train(trainer, resume_from)          trainer.train; returns steps, seconds, loss, memory
+      finish_training(trainer, config, run, summary)   rank 0: adapter/, train_log.json, metrics
+
+With a PEFT model the Trainer's checkpoints hold only the adapter (plus optimizer,
+scheduler and RNG state), never the base weights. The Trainer writes `checkpoint-N/` file
+by file, so a process killed while saving leaves a partial folder: only checkpoints whose
+every file is present and whose `trainer_state.json` parses are trusted
+(`is_complete_checkpoint`); the others are removed before training resumes.
+
+Under `torchrun`/`accelerate launch` every process runs this same code; each places the
+(quantized) base on its own device (`process_device`), and only rank 0 writes files.
 """
 from __future__ import annotations
 
+import json
+import math
+import os
+import re
 import resource
+import shutil
 import time
+import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -15,6 +37,41 @@ from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallba
 from helpers.collator import SpeechSeq2SeqCollator
 from helpers.config import RunConfig
 from helpers.run import RunDir
+
+CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "adapter_config.json",
+                    "optimizer.pt", "scheduler.pt")  # what a resumable checkpoint must hold
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+BEST_ADAPTER = "adapter_best"  # run/adapter_best/: the adapter with the lowest training-time WER
+STAGE_FILES = ("adapter", BEST_ADAPTER, "train_log.json", "metrics.json", "eval_clips.jsonl")
+
+
+# ---------------------------------------------------------------- processes and devices
+
+
+def process_rank() -> int:
+    """This process's global rank under torchrun/accelerate (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def process_device() -> str:
+    """The device this process trains on: cuda:<LOCAL_RANK> with GPUs, else "cpu"."""
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def check_training_config(config: RunConfig) -> None:
+    """Raise ValueError for settings that cannot train; warn for dubious ones."""
+    if config.streaming and (config.max_steps is None or config.max_steps <= 0):
+        raise ValueError("streaming=True needs max_steps > 0 (a stream has no length); set MAX_STEPS.")
+    if config.eval_steps is not None and config.eval_steps < 0:
+        raise ValueError(f"eval_steps must be a number of steps (0 or None: never), got {config.eval_steps}")
+    if config.eval_steps and config.eval_split in config.train_splits:
+        warnings.warn(f"eval_split {config.eval_split!r} is also a training split: WER during "
+                      "training will be measured on clips the model learns from.", stacklevel=2)
+
+
+# ---------------------------------------------------------------- arguments, model, data
 
 
 def training_arguments(config: RunConfig, output_dir: str | Path) -> Seq2SeqTrainingArguments:
@@ -33,15 +90,73 @@ def training_arguments(config: RunConfig, output_dir: str | Path) -> Seq2SeqTrai
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,
         save_total_limit=2,               # checkpoints are adapter-sized; keep the last two
-        eval_strategy="no",               # WER is measured by real transcription in 05/06
+        eval_strategy="no",               # WER is measured by generate in WerCallback instead
         remove_unused_columns=False,      # the collator needs input_features and labels
         label_names=["labels"],           # PEFT wraps forward(); tell the Trainer the label key
+        ddp_find_unused_parameters=False,  # DDP: the frozen base has no gradients to wait for
+        # Whisper's loss is a mean over label tokens, but PEFT's forward(**kwargs) makes the
+        # Trainer assume a sum-style loss and multiply it by the number of processes: under
+        # DDP the loss and gradients would double. Each process's mean is averaged by DDP.
+        average_tokens_across_devices=False,
         report_to=[],
         seed=config.seed,
         use_cpu=not on_gpu,
         dataloader_num_workers=0,
         generation_max_length=config.generation_max_length,
+        # A stream is split by shards, one share per process, each computing its own
+        # features; dispatching (rank 0 reads, then sends) would try to concatenate
+        # batches padded to different label lengths.
+        accelerator_config={"dispatch_batches": False} if config.streaming else None,
     )
+
+
+def load_training_model(config: RunConfig):
+    """(PEFT model with a fresh LoRA adapter, processor) on this process's device.
+
+    The base is loaded at `config.precision` ("8bit", "4bit" = QLoRA's NF4, "fp16", "fp32");
+    LoRA gets `config.lora` (r, alpha, dropout, target_modules, bias); its random
+    initialization is seeded with `config.seed`, so two runs of one config start alike.
+    """
+    from transformers import set_seed
+
+    from helpers.adapters import add_lora
+    from helpers.models import load_model
+
+    model, processor = load_model(config.model, precision=config.precision,
+                                  language=config.language, task=config.task,
+                                  device=process_device())
+    set_seed(config.seed)
+    model = add_lora(model, config.lora_settings(),
+                     gradient_checkpointing=config.gradient_checkpointing)
+    return model, processor
+
+
+def training_dataset(config: RunConfig, run: RunDir, processor):
+    """features/train from notebook 01, or with `config.streaming` a stream from the corpus."""
+    if config.streaming:
+        from helpers.streaming import streaming_dataset
+
+        return streaming_dataset(config, processor)
+    from datasets import load_from_disk
+
+    return load_from_disk(str(run.require("features/train", "notebook 01")))
+
+
+def measures_wer(config: RunConfig) -> bool:
+    """True when WER will be measured during training (eval_steps set, not 0, and reached)."""
+    steps = config.eval_steps
+    return bool(steps) and (config.max_steps is None or config.max_steps <= 0 or steps <= config.max_steps)
+
+
+def eval_clips(config: RunConfig, tokenizer) -> list[dict]:
+    """Up to `config.eval_max_clips` filtered clips of `config.eval_split`: {"path", "sentence"}."""
+    from helpers.prepare import load_filtered_split
+
+    kept, _ = load_filtered_split(config, config.eval_split, tokenizer, config.eval_max_clips)
+    return [{"path": row["audio"], "sentence": row["sentence"]} for row in kept]
+
+
+# ---------------------------------------------------------------- callbacks
 
 
 def peak_memory_bytes() -> dict[str, int]:
@@ -53,47 +168,290 @@ def peak_memory_bytes() -> dict[str, int]:
 
 
 class MemoryCallback(TrainerCallback):
-    """Record peak memory at every logging step into the Trainer's log history."""
+    """Record peak memory at every logging step, in the printed logs and the log history."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """Add peak_<kind>_bytes to this step's log entry."""
+        memory = {f"peak_{key}_bytes": value for key, value in peak_memory_bytes().items()}
         if logs is not None:
-            logs.update({f"peak_{key}_bytes": value for key, value in peak_memory_bytes().items()})
+            logs.update(memory)
+        if state.log_history:
+            state.log_history[-1].update(memory)
+
+
+@contextmanager
+def generation_mode(model):
+    """Eval mode, KV cache on and (on CUDA) fp16 autocast for generate; restores train mode."""
+    was_training, config = model.training, model.config
+    use_cache = config.use_cache
+    model.eval()
+    config.use_cache = True
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    try:
+        with torch.autocast("cuda", dtype=torch.float16) if on_cuda else nullcontext():
+            yield model
+    finally:
+        config.use_cache = use_cache
+        if was_training:
+            model.train()
+
+
+def transcription_wer(model, processor, clips: list[dict], batch_size: int = 8,
+                      max_new_tokens: int = 128) -> dict:
+    """WER/CER of real transcription (`generate`, greedy) of clips; never teacher-forced.
+
+    clips: {"path", "sentence"} dicts. Language and task come from the model's
+    generation_config (set by load_model); max_new_tokens is the recipe's generation
+    max length. Returns {"eval_wer", "eval_cer", "eval_raw_wer", "eval_raw_cer",
+    "eval_clips", "eval_seconds"}.
+    """
+    from helpers.audio import load_audio
+    from helpers.evaluate import score
+    from helpers.transcribe import transcribe_arrays
+
+    started, texts = time.perf_counter(), []
+    with generation_mode(model):
+        for start in range(0, len(clips), batch_size):
+            audios = [load_audio(clip["path"]) for clip in clips[start:start + batch_size]]
+            texts += transcribe_arrays(model, processor, audios, max_new_tokens=max_new_tokens)
+    rates = score(clips, texts)
+    return {"eval_wer": rates["wer"], "eval_cer": rates["cer"], "eval_raw_wer": rates["raw_wer"],
+            "eval_raw_cer": rates["raw_cer"], "eval_clips": rates["n"],
+            "eval_seconds": round(time.perf_counter() - started, 1)}
+
+
+class WerCallback(TrainerCallback):
+    """Every `eval_steps`, transcribe `clips` with generate and log WER next to the loss.
+
+    The measurement lands in the same log entry as that step's loss (logging is forced on
+    eval steps). With `best_dir`, the adapter with the lowest WER so far is saved there
+    (atomically, by save_adapter); after a resume the best so far is read back from the
+    restored log history. Only rank 0 transcribes and writes; the other ranks only keep the
+    logging decision in step (it is a collective operation under DDP).
+    """
+
+    def __init__(self, processor, clips: list[dict], eval_steps: int, batch_size: int = 8,
+                 best_dir: str | Path | None = None, base_source: str = "embedded",
+                 max_new_tokens: int = 128):
+        self.processor, self.clips, self.eval_steps = processor, clips, eval_steps
+        self.batch_size, self.base_source = batch_size, base_source
+        self.max_new_tokens = max_new_tokens
+        self.best_dir = Path(best_dir) if best_dir else None
+        self.best, self.pending = math.inf, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Best WER so far: from the log history (restored from the checkpoint on resume)."""
+        self.best = min((e["eval_wer"] for e in state.log_history if "eval_wer" in e), default=math.inf)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        """On eval steps: force a log, and on rank 0 measure WER (and keep the best adapter)."""
+        if not self.clips or state.global_step % self.eval_steps:
+            return
+        control.should_log = True
+        if not state.is_world_process_zero:
+            return
+        self.pending = transcription_wer(model, self.processor, self.clips, self.batch_size,
+                                         self.max_new_tokens)
+        if self.best_dir is not None and self.pending["eval_wer"] < self.best:
+            from helpers.adapters import save_adapter
+
+            self.best = self.pending["eval_wer"]
+            save_adapter(model, self.best_dir, base_source=self.base_source)
+            self.pending["best_adapter_saved"] = True
+        print(f"step {state.global_step}: WER {self.pending['eval_wer']:.2%} on "
+              f"{self.pending['eval_clips']} clips by generate ({self.pending['eval_seconds']} s)",
+              flush=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """Merge the pending measurement into the log entry of this step."""
+        if self.pending is None or "loss" not in (logs or {}):
+            return
+        logs.update(self.pending)
+        state.log_history[-1].update(self.pending)
+        self.pending = None
 
 
 def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDir,
-                  callbacks: list | None = None) -> Seq2SeqTrainer:
-    """A Seq2SeqTrainer over `train_dataset` whose checkpoints go to run/checkpoints."""
+                  callbacks: list | None = None, clips: list[dict] | None = None) -> Seq2SeqTrainer:
+    """A Seq2SeqTrainer over `train_dataset` whose checkpoints go to run/checkpoints.
+
+    clips: dev clips for WER during training (see eval_clips); used when config.eval_steps
+    is set, with the best adapter kept in run/adapter_best when config.keep_best_adapter.
+    """
     collator = SpeechSeq2SeqCollator(
         processor=processor,
         decoder_start_token_id=model.config.decoder_start_token_id)
+    extra = [MemoryCallback()]
+    if measures_wer(config) and clips:
+        best = run.path / BEST_ADAPTER if config.keep_best_adapter else None
+        extra.append(WerCallback(processor, clips, config.eval_steps, config.eval_batch_size,
+                                 best, base_source=config.model,
+                                 max_new_tokens=config.generation_max_length))
     return Seq2SeqTrainer(
         model=model,
         args=training_arguments(config, run.checkpoints_dir),
         data_collator=collator,
         train_dataset=train_dataset,
         processing_class=processor.feature_extractor,
-        callbacks=[MemoryCallback(), *(callbacks or [])],
+        callbacks=[*extra, *(callbacks or [])],
     )
 
 
-def train(trainer: Seq2SeqTrainer, resume: bool = False) -> dict:
-    """Run training; returns steps, seconds, final loss and peak memory."""
+# ---------------------------------------------------------------- checkpoints and resume
+
+
+def is_complete_checkpoint(path: str | Path) -> bool:
+    """True when `path` is a checkpoint-N folder with every CHECKPOINT_FILES file present,
+    a trainer_state.json that parses and whose global_step is N."""
+    path = Path(path)
+    match = CHECKPOINT_NAME.match(path.name)
+    try:
+        if not match or not all((path / name).is_file() for name in CHECKPOINT_FILES):
+            return False
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):  # vanished while being read, or cut short
+        return False
+    return state.get("global_step") == int(match.group(1))
+
+
+def checkpoints(checkpoints_dir: str | Path) -> list[Path]:
+    """The checkpoint-N folders in `checkpoints_dir`, by increasing N."""
+    folder = Path(checkpoints_dir)
+    found = [p for p in folder.iterdir() if CHECKPOINT_NAME.match(p.name)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(CHECKPOINT_NAME.match(p.name).group(1)))
+
+
+def last_complete_checkpoint(checkpoints_dir: str | Path) -> Path | None:
+    """The highest-step complete checkpoint (see is_complete_checkpoint), or None."""
+    complete = [p for p in checkpoints(checkpoints_dir) if is_complete_checkpoint(p)]
+    return complete[-1] if complete else None
+
+
+def remove_partial_files(run: RunDir) -> list[str]:
+    """Delete what a killed writer can leave: incomplete checkpoint-N folders and the hidden
+    staging copies of atomic writes (.adapter-*, .metrics.json-*, ...). Returns their names."""
+    removed = []
+    for name in ("adapter", BEST_ADAPTER):  # killed between the two renames of a replacement
+        old = run.path / f".{name}-old"
+        if old.is_dir() and not (run.path / name).exists():
+            old.rename(run.path / name)
+    for path in checkpoints(run.checkpoints_dir):
+        if not is_complete_checkpoint(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(f"checkpoints/{path.name}")
+    for path in run.path.iterdir():
+        if any(path.name.startswith(f".{name}-") for name in STAGE_FILES):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def prepare_output(run: RunDir, resume: bool = False) -> Path | None:
+    """Get the run directory ready to train; returns the checkpoint to resume from, or None.
+
+    resume=True: the last complete checkpoint (None, with a note, when there is none).
+    resume=False: earlier checkpoints and adapter_best/ are removed (a new training).
+    On rank 0 only, partial files left by a killed process are deleted first.
+    """
+    checkpoint = last_complete_checkpoint(run.checkpoints_dir) if resume else None
+    if process_rank() == 0:
+        removed = remove_partial_files(run)
+        if removed:
+            print(f"removed files a killed run left half-written: {removed}", flush=True)
+        if not resume:
+            for stale in (run.checkpoints_dir, run.path / BEST_ADAPTER):
+                shutil.rmtree(stale, ignore_errors=True)
+        elif checkpoint is None:
+            print(f"no complete checkpoint in {run.checkpoints_dir}: training from step 0", flush=True)
+        else:
+            print(f"resuming from {checkpoint}", flush=True)
+    return checkpoint
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def train(trainer: Seq2SeqTrainer, resume_from: str | Path | None = None) -> dict:
+    """Run training (from `resume_from`, a checkpoint folder, when given).
+
+    Returns steps, seconds, final loss and peak memory (plus resumed_from_step).
+    """
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
     memory = peak_memory_bytes()
+    resumed = int(CHECKPOINT_NAME.match(Path(resume_from).name).group(1)) if resume_from else 0
     return {
         "train_steps": trainer.state.global_step,
+        "resumed_from_step": resumed,
         "train_seconds": round(seconds, 1),
         "train_loss": round(float(result.training_loss), 4),
+        "final_loss": final_loss(trainer.state.log_history),
         "peak_memory_bytes": memory.get("gpu_allocated", memory.get("process_rss")),
         "peak_memory_kind": "gpu_allocated" if "gpu_allocated" in memory else "process_rss",
         **{f"peak_{key}_bytes": value for key, value in memory.items()},
     }
 
 
+def final_loss(log_history: list[dict]) -> float | None:
+    """The last logged training loss (4 decimals), or None when no loss was logged."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return round(float(losses[-1]), 4) if losses else None
+
+
 def loss_history(trainer: Seq2SeqTrainer) -> list[dict]:
-    """The logged training steps: step, loss, learning rate and memory."""
+    """The logged training steps: step, loss, learning rate, memory (and WER on eval steps)."""
     return [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+def best_wer(history: list[dict]) -> dict:
+    """{"best_eval_wer", "best_eval_step"} from a log history ({} when WER was never measured)."""
+    measured = [entry for entry in history if "eval_wer" in entry]
+    if not measured:
+        return {}
+    best = min(measured, key=lambda entry: entry["eval_wer"])
+    return {"best_eval_wer": best["eval_wer"], "best_eval_step": best["step"]}
+
+
+def wer_table(history: list[dict]):
+    """The steps where WER was measured: step, loss, WER and CER (percent), as a DataFrame."""
+    import pandas as pd
+
+    rows = [{"step": e["step"], "loss": round(e["loss"], 4), "WER %": round(100 * e["eval_wer"], 2),
+             "CER %": round(100 * e["eval_cer"], 2), "clips": e["eval_clips"],
+             "seconds": e["eval_seconds"], "best so far": bool(e.get("best_adapter_saved"))}
+            for e in history if "eval_wer" in e]
+    return pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
+
+
+def finish_training(trainer: Seq2SeqTrainer, config: RunConfig, run: RunDir, summary: dict) -> dict:
+    """Rank 0: write train_log.json, the adapter (adapter/) and metrics.json; returns the metrics.
+
+    Other ranks write nothing and return the summary alone.
+    """
+    from helpers.adapters import parameter_counts, save_adapter
+
+    if not trainer.is_world_process_zero():
+        return summary
+    history = loss_history(trainer)
+    run.write_json("train_log.json", history)
+    adapter_bytes = save_adapter(trainer.model, run.adapter_dir, base_source=config.model)
+    trainable, total = parameter_counts(trainer.model)
+    return run.update_metrics(**summary, **best_wer(history), adapter_bytes=adapter_bytes,
+                              trainable_params=trainable, total_params=total)
+
+
+def run_training(config: RunConfig, run: RunDir, resume: bool = False) -> dict:
+    """The whole training stage: what `python -m helpers.train` runs; returns the metrics."""
+    check_training_config(config)
+    resume_from = prepare_output(run, resume)
+    model, processor = load_training_model(config)
+    dataset = training_dataset(config, run, processor)
+    clips = eval_clips(config, processor.tokenizer) if measures_wer(config) else None
+    if clips and process_rank() == 0:
+        run.write_jsonl("eval_clips.jsonl", clips)
+    trainer = build_trainer(model, processor, dataset, config, run, clips=clips)
+    summary = train(trainer, resume_from)
+    return finish_training(trainer, config, run, summary)

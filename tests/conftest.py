@@ -8,9 +8,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
+FAKE_HF_TOKEN = "hf_SmokeRunFakeToken0123456789abcdefXYZ"  # in the env while the notebooks run
 # Smoke parameters: every notebook runs for real, on a few clips and steps.
 SMOKE_PARAMETERS = {"MAX_TRAIN_CLIPS": 16, "MAX_TEST_CLIPS": 8, "MAX_STEPS": 2,
-                    "LOGGING_STEPS": 1, "SAVE_STEPS": 1}
+                    "LOGGING_STEPS": 1, "SAVE_STEPS": 1,
+                    "EVAL_STEPS": 1, "EVAL_MAX_CLIPS": 2}
 
 
 @pytest.fixture(scope="session")
@@ -19,4 +21,18 @@ def smoke_run(tmp_path_factory):
     from helpers.demo import run_all
 
     root = tmp_path_factory.mktemp("runs")
-    return run_all("smoke", "embedded", dict(SMOKE_PARAMETERS), runs_root=root)
+    saved = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = FAKE_HF_TOKEN  # the kernels inherit it; no file may record it
+    try:
+        return run_all("smoke", "embedded", dict(SMOKE_PARAMETERS), runs_root=root)
+    finally:
+        if saved is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = saved
+
+
+@pytest.fixture(scope="session")
+def fake_hf_token():
+    """The token value the smoke run had in its environment."""
+    return FAKE_HF_TOKEN

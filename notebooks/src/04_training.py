@@ -8,6 +8,21 @@
 # The `embedded` preset trains 40 steps of batch 8 (about 1 epoch of cv-mini) with a
 # short warmup and a constant learning rate, to finish in minutes on a laptop CPU. The
 # `blog` preset uses the recipe's schedule: warmup 50, 3 epochs, fp16.
+#
+# Beyond the recipe, each switchable from the parameters cell:
+# - **QLoRA**: `PRECISION = "4bit"` trains on a 4-bit NF4 base (double quantization,
+#   float16 compute on a GPU, float32 on a CPU) instead of 8-bit.
+# - **LoRA shape**: rank, alpha, dropout and target modules (the recipe's r=32, alpha=64,
+#   dropout 0.05 on `q_proj`/`v_proj` by default).
+# - **WER during training, by real transcription**: every `EVAL_STEPS` steps a few dev
+#   clips are transcribed with `generate`, and the WER is logged next to the loss. The
+#   adapter with the lowest WER is kept in `adapter_best/`.
+# - **Resume**: `RESUME = True` continues a killed run (even `kill -9`) from its last
+#   complete checkpoint, with optimizer, scheduler, RNG and step restored.
+# - **Streaming**: `STREAMING = True` computes features on the fly from the corpus instead
+#   of reading the ones notebook 01 saved, for corpora whose features would not fit on disk.
+# - The same stage as a **script**, also for several GPUs or processes, and the **export**
+#   of a merged model or a CTranslate2 (faster-whisper) model: see the end.
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01
@@ -19,36 +34,92 @@ LEARNING_RATE = None       # None: the preset's, 1e-3
 BATCH_SIZE = None          # per-device batch (None: the preset's, 8)
 LOGGING_STEPS = None       # log loss and memory every N steps
 SAVE_STEPS = None          # write a checkpoint every N steps
+PRECISION = None           # base precision: "8bit" (the recipe), "4bit" (QLoRA, NF4), "fp16", "fp32" (None: the run's)
+LORA_R = None              # LoRA rank (None: the run's, 32)
+LORA_ALPHA = None          # LoRA alpha (None: the run's, 64)
+LORA_DROPOUT = None        # dropout on the LoRA branch (None: the run's, 0.05)
+LORA_TARGET_MODULES = None  # adapted layers, e.g. ["q_proj", "k_proj", "v_proj", "out_proj"] (None: q_proj, v_proj)
+EVAL_STEPS = None          # WER by generate on dev clips every N steps (None: the preset's; 0: never)
+EVAL_MAX_CLIPS = None      # dev clips transcribed each time (None: the preset's)
+KEEP_BEST_ADAPTER = None   # keep the lowest-WER adapter in adapter_best/ (None: the preset's)
+STREAMING = None           # True: features computed on the fly, never saved (needs MAX_STEPS > 0)
+RESUME = False             # True: continue from the last complete checkpoint (after a crash or disconnect)
+EXPORT = None              # after training: "merged" (plain Whisper) or "ct2" (CTranslate2) into exports/
+
+# %% [markdown]
+# ## Settings
+# Changes made here are recorded in the run's `config.json`, so notebooks 05-06 (and
+# `python -m helpers.train`) use the same precision and LoRA shape.
 
 # %%
 from helpers.config import stage_config
+from helpers.training import check_training_config
 
 run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num_train_epochs=NUM_TRAIN_EPOCHS,
                            learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE,
-                           logging_steps=LOGGING_STEPS, save_steps=SAVE_STEPS)
+                           logging_steps=LOGGING_STEPS, save_steps=SAVE_STEPS, precision=PRECISION,
+                           eval_steps=EVAL_STEPS, eval_max_clips=EVAL_MAX_CLIPS,
+                           keep_best_adapter=KEEP_BEST_ADAPTER, streaming=STREAMING)
+lora = {key: value for key, value in {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": LORA_DROPOUT,
+                                      "target_modules": LORA_TARGET_MODULES}.items() if value is not None}
+if lora:
+    run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, lora={**config.lora, **lora})
+check_training_config(config)
 config
 
 # %% [markdown]
-# ## The training data from 01
-# Features were computed once in notebook 01; here they are only read from disk.
+# ## Resume, or start clean
+# The Trainer writes `checkpoints/checkpoint-N/` file by file, so a run killed while saving
+# leaves a folder without its `trainer_state.json` or optimizer. Only complete checkpoints
+# are trusted; partial ones (and the hidden staging copies of interrupted atomic writes)
+# are removed. With `RESUME = False` a new training starts and old checkpoints go.
 
 # %%
-from datasets import load_from_disk
+from helpers.training import prepare_output
 
-train_dataset = load_from_disk(str(run.require("features/train", "notebook 01")))
+resume_from = prepare_output(run, resume=RESUME)
+resume_from
+
+# %% [markdown]
+# ## Model: quantized base + fresh LoRA
+# The same two calls as in notebook 03, at the run's precision. On a GPU each process puts
+# the base on its own device (this matters under `torchrun`, see the end).
+
+# %%
+from helpers.training import load_training_model
+
+model, processor = load_training_model(config)
+model.print_trainable_parameters()
+
+# %% [markdown]
+# ## The training data
+# Normally the features notebook 01 saved, only read from disk. With `STREAMING = True`
+# the corpus rows are filtered as in 01, and each clip's features are computed when a
+# batch needs it (a `datasets.IterableDataset` with a shuffle buffer): nothing is written.
+
+# %%
+from helpers.training import training_dataset
+
+train_dataset = training_dataset(config, run, processor)
 train_dataset
 
 # %% [markdown]
-# ## Model: 8-bit base + fresh LoRA
-# The same two calls as in notebook 03.
+# ## Clips for WER during training
+# The loss says how well the model predicts the next token when it is shown the right
+# previous ones (teacher forcing); the WER says how well it transcribes. Many notebooks
+# report an argmax over teacher-forced logits as "WER": it is not. Here the dev clips
+# are transcribed for real, with `generate` (language and task from the generation
+# config, fp16 autocast on a GPU), in eval mode, and training then resumes in train mode.
+# Generation is the slow part, so only `EVAL_MAX_CLIPS` clips are used.
 
 # %%
-from helpers.adapters import add_lora
-from helpers.models import load_model
+from helpers.training import eval_clips, measures_wer
 
-model, processor = load_model(config.model, precision=config.precision, language=config.language)
-model = add_lora(model, config.lora_settings(), gradient_checkpointing=config.gradient_checkpointing)
-model.print_trainable_parameters()
+clips = eval_clips(config, processor.tokenizer) if measures_wer(config) else None
+if clips:
+    run.write_jsonl("eval_clips.jsonl", clips)
+print(f"WER every {config.eval_steps} steps on {len(clips)} {config.eval_split} clips" if clips
+      else "no WER during training (EVAL_STEPS)")
 
 # %% [markdown]
 # ## Train
@@ -57,37 +128,71 @@ model.print_trainable_parameters()
 # `label_names=["labels"]` are needed because PEFT wraps the model's `forward`.
 
 # %%
-from helpers.training import build_trainer, loss_history, train
+from helpers.training import build_trainer, train
 
-trainer = build_trainer(model, processor, train_dataset, config, run)
-summary = train(trainer)
-history = loss_history(trainer)
-run.write_json("train_log.json", history)
+trainer = build_trainer(model, processor, train_dataset, config, run, clips=clips)
+summary = train(trainer, resume_from)
 summary
 
 # %% [markdown]
-# ## Loss curve and memory
+# ## Save only the adapter
+# `finish_training` writes the loss log, the adapter (safetensors) and the metrics. The
+# adapter records its base model's source, so `python -m helpers.transcribe --adapter
+# runs/<RUN_NAME>/adapter clip.mp3` can rebuild the base by itself.
+
+# %%
+from helpers.training import finish_training, loss_history
+
+metrics = finish_training(trainer, config, run, summary)
+history = loss_history(trainer)
+print(f"adapter: {metrics['adapter_bytes'] / 2**20:.1f} MiB in {run.adapter_dir}")
+sorted(p.name for p in run.adapter_dir.iterdir())
+
+# %% [markdown]
+# ## Loss curve, WER and memory
 # Peak memory is GPU memory on a GPU and the process's peak resident memory on a CPU.
 
 # %%
 from helpers.plots import loss_curve
+from helpers.training import wer_table
 
 loss_curve(history, run.plot("loss"))
 print(f"peak memory ({summary['peak_memory_kind']}): {summary['peak_memory_bytes'] / 2**30:.2f} GiB")
+wer_table(history)
 
 # %% [markdown]
-# ## Save only the adapter
-# The adapter records its base model's source, so `python -m helpers.transcribe --adapter
-# runs/<RUN_NAME>/adapter clip.mp3` can rebuild the base by itself.
+# ## The same stage as a script, on one or several processes
+# `python -m helpers.train` runs exactly these functions (`helpers.training.run_training`)
+# on a run directory prepared by notebook 01:
+#
+# ```bash
+# python -m helpers.train --config runs/demo/config.json [--resume] [--set max_steps=200]
+# torchrun --nproc_per_node=2 -m helpers.train --config runs/demo/config.json
+# accelerate launch --multi_gpu --num_processes 2 -m helpers.train --config runs/demo/config.json
+# ```
+#
+# Each process loads the quantized base on its own GPU (`cuda:<LOCAL_RANK>`), and DDP
+# averages the LoRA gradients; only rank 0 writes files. Three settings make this work
+# with an 8-bit base: non-reentrant gradient checkpointing, `ddp_find_unused_parameters=False`,
+# and `average_tokens_across_devices=False` (otherwise transformers multiplies Whisper's
+# mean loss by the number of processes). Without GPUs the same commands run CPU
+# processes over gloo (tested that way).
+#
+# ## Export: a merged model, or CTranslate2 for faster-whisper
+# ```bash
+# python -m helpers.export --adapter runs/demo/adapter --to merged --out exports/merged
+# python -m helpers.export --adapter runs/demo/adapter --to ct2 --out exports/ct2 --quantization int8
+# ```
+# `merged` reloads the base in fp32, adds the adapter into the weights and saves a plain
+# Whisper model (no PEFT needed); `ct2` converts that with the `ctranslate2` package. Set
+# `EXPORT` above to do it here.
 
 # %%
-from helpers.adapters import parameter_counts, save_adapter
+if EXPORT:
+    from helpers.export import export, folder_bytes
 
-adapter_bytes = save_adapter(model, run.adapter_dir, base_source=config.model)
-trainable, total = parameter_counts(model)
-run.update_metrics(**summary, adapter_bytes=adapter_bytes, trainable_params=trainable, total_params=total)
-print(f"adapter: {adapter_bytes / 2**20:.1f} MiB in {run.adapter_dir}")
-sorted(p.name for p in run.adapter_dir.iterdir())
+    exported = export(run.adapter_dir, EXPORT, run.path / "exports" / EXPORT)
+    print(f"{EXPORT}: {folder_bytes(exported) / 2**20:.1f} MiB in {exported}")
 
 # %% [markdown]
 # Next: **05** transcribes the test split with and without the adapter.
