@@ -1,0 +1,79 @@
+"""The six notebooks executed with smoke parameters in fresh kernels (papermill)."""
+import json
+
+import pytest
+from safetensors import safe_open
+
+from helpers.demo import notebook_paths, run_notebook, summary_lines
+from helpers.run import RunDir
+
+METRIC_KEYS = ("base_wer", "finetuned_wer", "base_cer", "finetuned_cer", "raw_base_wer",
+               "raw_finetuned_wer", "n_test", "train_steps", "trainable_params", "total_params",
+               "adapter_bytes", "train_seconds", "peak_memory_bytes")
+
+
+def executed_cells(run, name):
+    notebook = json.loads((run.path / "notebooks" / name).read_text())
+    return [c for c in notebook["cells"] if c["cell_type"] == "code"]
+
+
+def test_metrics_json_has_every_key_with_sane_values(smoke_run):
+    metrics = smoke_run.metrics()
+    assert set(METRIC_KEYS) <= set(metrics)
+    assert metrics["n_test"] == 8 and metrics["train_steps"] == 2
+    for key in METRIC_KEYS[:6]:
+        assert 0.0 <= metrics[key] <= 2.0, key
+    assert metrics["trainable_params"] == 589_824  # tiny.en: 48 adapted linears x 2 x 32 x 384
+    assert metrics["total_params"] > 37_000_000 and metrics["peak_memory_bytes"] > 10**8
+    assert "fine-tuned" in "\n".join(summary_lines(metrics))
+
+
+def test_only_the_adapter_is_saved_as_safetensors(smoke_run):
+    adapter = smoke_run.adapter_dir
+    assert sorted(p.name for p in adapter.iterdir()) == ["README.md", "adapter_config.json",
+                                                         "adapter_model.safetensors"]
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "embedded"
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as weights:
+        assert all("lora_" in key for key in weights.keys())
+    assert smoke_run.metrics()["adapter_bytes"] == (adapter / "adapter_model.safetensors").stat().st_size
+    for checkpoint in smoke_run.checkpoints_dir.glob("checkpoint-*"):
+        names = {p.name for p in checkpoint.iterdir()}
+        assert "adapter_model.safetensors" in names and "model.safetensors" not in names
+
+
+def test_each_stage_left_its_files_and_plots(smoke_run):
+    for name in ("config.json", "corpus_report.json", "dropped_rows.jsonl", "test_clips.jsonl",
+                 "footprint.json", "lora.json", "train_log.json", "predictions.jsonl",
+                 "plots/durations.png", "plots/footprint.png", "plots/loss.png", "plots/wer.png"):
+        assert (smoke_run.path / name).is_file(), name
+    predictions = smoke_run.read_jsonl("predictions.jsonl", "05")
+    assert len(predictions) == 8 and all(row["base"] and row["finetuned"] for row in predictions)
+    assert len(smoke_run.read_json("train_log.json", "04")) == 2
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
+def test_executed_notebooks_have_no_errors(smoke_run, path):
+    for cell in executed_cells(smoke_run, path.name):
+        assert not [o for o in cell["outputs"] if o["output_type"] == "error"], cell["source"]
+
+
+def test_notebook_06_runs_alone_in_a_fresh_kernel(smoke_run):
+    before = smoke_run.metrics()
+    run_notebook(notebook_paths()[-1], smoke_run, {"RUN_NAME": "smoke", "RUNS_ROOT": str(smoke_run.path.parent)})
+    assert smoke_run.metrics() == before
+
+
+def test_a_notebook_without_its_inputs_names_the_missing_stage(tmp_path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="notebook 01"):
+        run_notebook(notebook_paths()[1], RunDir("empty", tmp_path),
+                     {"RUN_NAME": "empty", "RUNS_ROOT": str(tmp_path)})
+
+
+def test_the_token_is_in_no_file_of_the_run(smoke_run, fake_hf_token):
+    """HF_TOKEN was set while the six notebooks ran: no executed notebook, log or result
+    file in the run directory may contain it."""
+    needle = fake_hf_token.encode()
+    leaks = [str(p) for p in smoke_run.path.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    assert not leaks
