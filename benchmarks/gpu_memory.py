@@ -62,10 +62,7 @@ def load_for(method: str, source: str, device: str, lora, checkpointing: str):
                 gradient_checkpointing_kwargs={"use_reentrant": checkpointing == "reentrant"})
         model.config.use_cache = False
     else:
-        model = add_lora(model, lora, gradient_checkpointing=ckpt)
-        if checkpointing == "reentrant":   # add_lora's kind is non-reentrant; switch it
-            model.get_base_model().gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": True})
+        model = add_lora(model, lora, checkpointing=checkpointing)
     return model.train()
 
 

@@ -234,8 +234,8 @@ def _parser():
     p.add_argument("--device", default="cuda", choices=DEVICES,
                    help="cuda: GPU memory, fp16 autocast; cpu: peak process RSS, float32")
     p.add_argument("--checkpointing", choices=CHECKPOINTING,
-                   help="gradient checkpointing kind (default: the preset's, as add_lora does it: "
-                        "non-reentrant)")
+                   help="gradient checkpointing kind (default: the preset's, as add_lora does it in one process: "
+                        "reentrant; non-reentrant under DDP)")
     p.add_argument("--label-length", type=int, default=LABEL_LENGTH,
                    help="label tokens per example (decoder length)")
     p.add_argument("--frames", type=int, default=1500, help="encoder frames (1500 = 30 s)")
@@ -263,8 +263,9 @@ def main(argv=None) -> dict:
             report, counts = count_footprint(model, lora)
         report["preset"] = args.preset
         if args.batch_size is not None or args.memory is not None:
-            checkpointing = args.checkpointing or (
-                "non-reentrant" if config.gradient_checkpointing else "none")
+            from helpers.adapters import checkpointing_kind
+
+            checkpointing = args.checkpointing or checkpointing_kind(config.gradient_checkpointing)
             report["memory"] = estimate(
                 report["config"], lora, counts, args.batch_size or config.batch_size,
                 parse_bytes(args.memory) if args.memory else None, device=args.device,

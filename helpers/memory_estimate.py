@@ -44,8 +44,8 @@ activations, per sample (x B)
   output, the final layer norms, the float32 log-softmax 4V per label token (the logits
   are dropped with the model outputs, as the Trainer does).
 
-gradient checkpointing ("non-reentrant", the default of helpers.adapters.add_lora, or
-  "reentrant"): a layer keeps only its input (4d per frame/token); in the backward pass one
+gradient checkpointing ("reentrant", what helpers.adapters.add_lora uses in one process,
+  or "non-reentrant", what it uses under DDP): a layer keeps only its input (4d per frame/token); in the backward pass one
   layer at a time is recomputed. Exception measured here: with non-reentrant
   checkpointing bitsandbytes' 8-bit layers still keep their inputs (they store them on
   the autograd context, which checkpointing cannot see), so "base-linear inputs" stay for

@@ -70,3 +70,33 @@ def test_pickle_only_adapter_is_refused(tmp_path):
 def test_missing_adapter_dir_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         adapter_base_model(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "8bit"])
+@pytest.mark.parametrize("kind", ["reentrant", "non-reentrant"])
+def test_every_lora_weight_gets_a_gradient_under_checkpointing(tmp_path, precision, kind):
+    from helpers.models import load_model
+    from fixtures.tiny_runs import tiny_model_dir
+
+    model, _ = load_model(str(tiny_model_dir(tmp_path / "tiny")), precision=precision)
+    model = add_lora(model, LoraSettings(r=4), checkpointing=kind).train()
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero, which would zero lora_A's gradient
+            torch.nn.init.normal_(parameter, std=0.1)
+    loss = model(input_features=torch.randn(2, 80, 3000),
+                 labels=torch.tensor([[50258, 50259, 220, 50257]] * 2)).loss
+    loss.backward()
+    lora = [(n, p) for n, p in model.named_parameters() if "lora_" in n]
+    assert lora and all(p.grad is not None and p.grad.abs().sum() > 0 for _, p in lora)
+
+
+def test_auto_checkpointing_is_reentrant_alone_and_non_reentrant_under_ddp(monkeypatch):
+    from helpers.adapters import checkpointing_kind
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert checkpointing_kind() == "reentrant"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert checkpointing_kind() == "non-reentrant"
+    assert checkpointing_kind(enabled=False) == "none"
+    with pytest.raises(ValueError, match="checkpointing must be one of"):
+        checkpointing_kind(requested="sometimes")
