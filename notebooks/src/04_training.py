@@ -150,14 +150,18 @@ sorted(p.name for p in run.adapter_dir.iterdir())
 
 # %% [markdown]
 # ## Loss curve, WER and memory
-# Peak memory is GPU memory on a GPU and the process's peak resident memory on a CPU.
+# Peak memory is GPU memory on a GPU (allocated and reserved, recorded at every logging
+# step in `train_log.json`) and the process's peak resident memory on a CPU. The blog's
+# claim is under 8 GB on a T4 for large-v2; `python -m helpers.footprint --batch-size N`
+# predicts it for your settings.
 
 # %%
 from helpers.plots import loss_curve
 from helpers.training import wer_table
 
 loss_curve(history, run.plot("loss"))
-print(f"peak memory ({summary['peak_memory_kind']}): {summary['peak_memory_bytes'] / 2**30:.2f} GiB")
+print(f"peak memory ({summary['peak_memory_kind']}): {summary['peak_memory_bytes'] / 1e9:.2f} GB"
+      "   | blog's claim for large-v2 LoRA 8-bit on a T4: < 8 GB of GPU memory")
 wer_table(history)
 
 # %% [markdown]
