@@ -53,7 +53,11 @@ def _features_batch(batch: dict, processor, max_label_tokens: int, parent_pid: i
     arrays = [load_audio(path) for path in batch["audio"]]
     labels = processor.tokenizer(batch["sentence"]).input_ids
     _check_batch(batch["audio"], arrays, labels, extractor.n_samples, max_label_tokens)
-    features = extractor(arrays, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+    # One extractor call per clip, not one on the whole batch: the same values, but on CPU
+    # about 2.4x faster and without the batch's large STFT buffers (measured in
+    # benchmarks/bench_dataprep.py).
+    features = np.stack([extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="np")
+                         .input_features[0] for audio in arrays])
     return {"input_features": features.astype(np.float32), "labels": labels}
 
 

@@ -1,0 +1,101 @@
+"""Run every benchmark and rewrite benchmarks/results/ (JSON + PNG) and the README section.
+
+    python benchmarks/run.py            # the full run: about 20 minutes on 2 CPU cores
+    python benchmarks/run.py --quick    # tiny sizes, for the test (a couple of minutes)
+    python benchmarks/run.py --only data_preparation inference --out /tmp/results
+
+Benchmarks (each in benchmarks/bench_*.py):
+1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
+2. data_preparation: Common Voice MP3 -> features on disk, ours vs the recipe's way
+3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32
+4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit
+Then benchmarks/report.py writes <out>/README_section.md from the JSON files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import DEMO_ADAPTER, RESULTS  # noqa: E402
+
+BENCHMARKS = ("training_methods", "data_preparation", "inference", "memory_curve")
+
+
+@dataclass
+class Sizes:
+    """How big each benchmark is; FULL for the published figures, QUICK for the test."""
+    train_batch: int = 4            # same batch for every method (8, the recipe's, takes ~45 s/step here)
+    train_steps: int = 5            # the first is a warm-up: median of the other 4
+    wer_clips: int = 16             # test clips transcribed after training
+    prep_clips: int = 96            # train clips prepared both ways
+    prep_num_proc: int = 2          # our map's worker processes (2 cores)
+    inference_clips: int = 24       # test clips transcribed by each way
+    curve_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    curve_steps: int = 1            # memory peaks in the first step (optimizer state made there)
+
+
+FULL = Sizes()
+QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference_clips=1,
+              curve_batches=[1])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description="Run the benchmarks; rewrite the results.")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (for the test)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    parser.add_argument("--adapter", type=Path, default=None,
+                        help="adapter for the inference benchmark (default: runs/demo/adapter "
+                             "if present, else the one trained by training_methods)")
+    return parser.parse_args(argv)
+
+
+def inference_adapter(args, trained: Path) -> Path:
+    """The adapter to serve: --adapter, runs/demo/adapter, or the benchmark's own."""
+    for candidate in (args.adapter, None if args.quick else DEMO_ADAPTER, trained):
+        if candidate and (Path(candidate) / "adapter_config.json").is_file():
+            return Path(candidate)
+    raise FileNotFoundError(f"no adapter for the inference benchmark: {trained} is missing; "
+                            "run the training_methods benchmark too, or pass --adapter DIR")
+
+
+def main(argv=None) -> int:
+    """Run the chosen benchmarks in order, then the report; prints where results went."""
+    import bench_dataprep
+    import bench_inference
+    import bench_training
+    import report
+
+    args = parse_args(argv)
+    sizes, started = (QUICK if args.quick else FULL), time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    trained = Path(tempfile.mkdtemp(prefix="bench-adapter-")) / "adapter_lora_8bit"
+    if "training_methods" in args.only:
+        path = bench_training.run_methods(args.out, sizes.train_batch, sizes.train_steps,
+                                          sizes.wer_clips, adapter_dir=trained,
+                                          with_base=not args.quick)
+        bench_training.methods_chart(path)
+    if "data_preparation" in args.only:
+        bench_dataprep.run(args.out, sizes.prep_clips, sizes.prep_num_proc)
+    if "inference" in args.only:
+        bench_inference.run(args.out, inference_adapter(args, trained), sizes.inference_clips)
+    if "memory_curve" in args.only:
+        methods = args.out / "training_methods.json"
+        known = json.loads(methods.read_text())["results"] if methods.is_file() else None
+        bench_training.run_curve(args.out, sizes.curve_batches, sizes.curve_steps, known)
+    shutil.rmtree(trained.parent, ignore_errors=True)
+    section = report.write_section(args.out)
+    print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); README section: {section}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

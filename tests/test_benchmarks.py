@@ -1,0 +1,81 @@
+"""The benchmark runner, run for real at tiny sizes, and the README section it generates."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import report  # noqa: E402
+
+RATIO = re.compile(r"\*\*[\d.]+x\*\* \((\w+\.json) results\.")
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    """`python benchmarks/run.py --quick --out DIR` once; returns DIR."""
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_quick_run_writes_every_result_with_its_load_average(quick_results):
+    for name in report.FILES:
+        data = json.loads((quick_results / f"{name}.json").read_text())
+        assert data["benchmark"] == name
+        assert len(data["environment"]["loadavg"]) == 3
+        assert len(data["environment"]["loadavg_before"]) == 3
+    for chart in ("training_methods", "inference", "memory_curve"):
+        assert (quick_results / f"{chart}.png").stat().st_size > 1000
+
+
+def test_quick_training_methods_differ_as_they_must(quick_results):
+    r = json.loads((quick_results / "training_methods.json").read_text())["results"]
+    full, lora = r["full_fp32"], r["lora_8bit"]
+    assert full["trainable_params"] == full["total_params"]
+    assert lora["trainable_params"] < 0.05 * lora["total_params"]
+    assert full["checkpoint_bytes"] > 20 * lora["checkpoint_bytes"]  # weights vs adapter only
+    for method in ("full_fp32", "lora_fp32", "lora_8bit", "lora_4bit"):
+        assert r[method]["seconds_per_step"] > 0 and r[method]["peak_rss_bytes"] > 2**27
+        assert 0 <= r[method]["wer"]["eval_wer"] <= 5
+
+
+def test_quick_data_preparation_keeps_the_model_inputs(quick_results):
+    r = json.loads((quick_results / "data_preparation.json").read_text())["results"]
+    assert r["equality"]["labels_equal"]
+    assert r["equality"]["max_abs_feature_difference"] <= r["equality"]["tolerance"]
+    assert r["ours"]["clips"] == r["recipe"]["clips"] == 8
+
+
+def test_quick_inference_ways_all_transcribe(quick_results):
+    r = json.loads((quick_results / "inference.json").read_text())["results"]
+    assert set(r) == {"8bit_adapter", "merged_fp32", "ct2_int8", "ct2_float32"}
+    assert all(way["real_time_factor"] > 0 and way["wer"]["n"] == 1 for way in r.values())
+
+
+def test_every_ratio_in_the_section_names_its_source(quick_results):
+    text = (quick_results / "README_section.md").read_text()
+    assert text == report.render(quick_results)
+    ratio_lines = [line for line in text.splitlines() if "x**" in line]
+    assert len(ratio_lines) >= 7
+    for line in ratio_lines:
+        match = RATIO.search(line)
+        assert match and (quick_results / match.group(1)).is_file(), line
+
+
+def test_readme_shows_exactly_the_generated_section():
+    assert (report.RESULTS / "training_methods.json").is_file(), "run python benchmarks/run.py"
+    generated = report.render(report.RESULTS)
+    in_readme = report.readme_section(REPO / "README.md")
+    assert in_readme is not None, (
+        f"README.md lacks the markers {report.START} ... {report.END}: paste "
+        "benchmarks/results/README_section.md between them")
+    assert in_readme == generated, ("README.md's benchmark section differs from the results: "
+                                    "run python benchmarks/report.py and paste "
+                                    "benchmarks/results/README_section.md between the markers")
