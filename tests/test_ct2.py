@@ -1,5 +1,4 @@
 """helpers.ct2: model.bin reader/writer, HF <-> CTranslate2 mapping, conversion of tiny.en."""
-import csv
 import json
 import math
 import struct
@@ -8,6 +7,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
+from fixtures.data_files import cv_mini_test_rows
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -244,16 +244,6 @@ def tiny_en_dir(tmp_path_factory):
     return ct2.convert_ct2_dir(src.data_dir, tmp_path_factory.mktemp("tiny_en"))
 
 
-def cv_test_rows(n: int) -> list:
-    """First n rows of data/cv-mini/en/test.tsv (the Common Voice-format mini corpus)."""
-    tsv = CV_MINI / "test.tsv"
-    assert tsv.is_file(), f"{tsv} is missing: build it with scripts/make_cv_mini.py"
-    with open(tsv, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:n]
-    assert len(rows) == n, f"{tsv} has fewer than {n} rows"
-    return rows
-
-
 def transcribe(model, processor, rows) -> list:
     """Greedy transcripts of cv-mini rows."""
     audio = [load_audio(CV_MINI / "clips" / r["path"]) for r in rows]
@@ -292,7 +282,7 @@ def test_embedded_tiny_en_transcribes_common_voice(tiny_en_dir):
     model = WhisperForConditionalGeneration.from_pretrained(
         tiny_en_dir, use_safetensors=True, dtype=torch.float32).eval()
     processor = WhisperProcessor.from_pretrained(tiny_en_dir)
-    rows = cv_test_rows(5)
+    rows = cv_mini_test_rows(5)
     hypotheses = transcribe(model, processor, rows)
     wer = normalized_wer(rows, hypotheses)
     assert wer < 0.6, list(zip([r["sentence"] for r in rows], hypotheses))

@@ -1,5 +1,4 @@
 """helpers.models: sources, processors, precisions, languages, the conversion cache."""
-import csv
 import json
 import shutil
 import warnings
@@ -9,6 +8,7 @@ import bitsandbytes as bnb
 import jiwer
 import numpy as np
 import pytest
+from fixtures.data_files import cv_mini_test_rows
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
@@ -28,16 +28,6 @@ def cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(models.CACHE_ENV, str(root))
         yield root
-
-
-def cv_rows(n: int) -> list:
-    """First n rows of data/cv-mini/en/test.tsv."""
-    tsv = CV_MINI / "test.tsv"
-    assert tsv.is_file(), f"{tsv} is missing: build it with scripts/make_cv_mini.py"
-    with open(tsv, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:n]
-    assert len(rows) == n, f"{tsv} has fewer than {n} rows"
-    return rows
 
 
 def transcribe(model, processor, rows, **generate_kwargs) -> list:
@@ -164,7 +154,7 @@ def test_precision_arguments_for_cuda():
 def fp32_embedded():
     """The embedded tiny.en at fp32 on CPU, and its transcripts of 5 cv-mini clips."""
     model, processor = models.load_model("embedded", device="cpu")
-    rows = cv_rows(5)
+    rows = cv_mini_test_rows(5)
     return model, processor, rows, transcribe(model, processor, rows)
 
 
@@ -245,7 +235,7 @@ def test_embedded_base_converts_and_transcribes_english():
     gen = model.generation_config
     assert gen.is_multilingual and gen.lang_to_id["<|hi|>"] == HI
     assert gen.begin_suppress_tokens == [220, 50257] and gen.eos_token_id == 50257
-    rows = cv_rows(3)
+    rows = cv_mini_test_rows(3)
     hyps = transcribe(model, processor, rows)
     wer = jiwer.wer([norm(r["sentence"]) for r in rows], [norm(h) for h in hyps])
     assert wer < 0.6, list(zip([r["sentence"] for r in rows], hyps))
