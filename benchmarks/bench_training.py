@@ -182,13 +182,46 @@ def run_methods(out_dir: Path, batch: int, steps: int, wer_clips: int,
     return write_result(out_dir, "training_methods", settings, results, started, load)
 
 
+def larger_architecture(model: str, batch_sizes: list[int]) -> dict:
+    """Peak RSS of full fine-tuning vs LoRA 8-bit on a bigger Whisper, random weights.
+
+    tiny.en's weights are small next to its activations, so its curve understates what LoRA
+    on 8-bit saves. Memory does not depend on weight values, so benchmarks/gpu_memory.py
+    (CPU mode) trains `model` built with random weights on synthetic 30 s inputs, one fresh
+    process per point, one step (AdamW state is made in it), reentrant checkpointing for both
+    methods; its rows carry helpers.memory_estimate's prediction. Returns
+    {"model", "label_length", "full_fp32": rows, "lora_8bit": rows}.
+    """
+    import gpu_memory
+
+    args = gpu_memory.parse_args([
+        "--device", "cpu", "--model", model, "--methods", "full_fp16", "lora_8bit",
+        "--batch-sizes", *map(str, batch_sizes), "--steps", "1", "--checkpointing", "reentrant"])
+    print(f"[memory curve] {model}, random weights, batches {batch_sizes} ...", file=sys.stderr,
+          flush=True)
+    doc = gpu_memory.run(args)
+    keep = ("batch_size", "peak_rss_bytes", "rss_file_bytes_after_step",
+            "predicted_peak_rss_bytes", "error", "step_seconds")
+    rows = {ours: [{k: row[k] for k in keep if k in row}
+                   for row in doc["results"][f"{theirs}/reentrant"]]
+            for ours, theirs in (("full_fp32", "full_fp16"), ("lora_8bit", "lora_8bit"))}
+    for name, measured in rows.items():
+        failed = [row for row in measured if "peak_rss_bytes" not in row]
+        if failed or len(measured) != len(batch_sizes):
+            raise RuntimeError(f"{model} {name}: a worker failed: {failed or measured}")
+    return {"model": model, "weights": "random weights built by benchmarks/gpu_memory.py",
+            "inputs": "synthetic 30 s log-mel", "label_length": doc["label_length"],
+            "steps": 1, "checkpointing": "reentrant", **rows}
+
+
 def run_curve(out_dir: Path, batch_sizes: list[int], steps: int,
-              known: dict | None = None) -> Path:
+              known: dict | None = None, larger: tuple[str, list[int]] | None = None) -> Path:
     """Benchmark 4: peak RSS per batch size, full fine-tuning vs LoRA 8-bit -> memory_curve.json.
 
     `known`: training_methods.json's results; a point at the same batch size is taken from
     there (its peak RSS is measured before decoding, so it is the training peak) instead of
-    being run again; such points say so in "from".
+    being run again; such points say so in "from". `larger`: (architecture, batch sizes)
+    also measured with random weights (larger_architecture), stored under "larger_model".
     """
     started, load, results = time.perf_counter(), loadavg(), {}
     for method in CURVE_METHODS:
@@ -203,32 +236,42 @@ def run_curve(out_dir: Path, batch_sizes: list[int], steps: int,
                     "--wer-clips", "0"]), "own worker"
             results[method].append({"batch_size": batch, "peak_rss_bytes": row["peak_rss_bytes"],
                                     "steps": row["steps"], "from": source})
+    if larger:
+        results["larger_model"] = larger_architecture(*larger)
     settings = {"model": "embedded (tiny.en)", "batch_sizes": batch_sizes, "steps": steps,
-                "measure": "peak RSS of a fresh process (ru_maxrss): load + training steps",
-                "gradient_checkpointing": True}
+                "measure": "peak RSS of a fresh process (ru_maxrss), high-water mark reset "
+                           "after loading", "gradient_checkpointing": True,
+                "larger_model": larger[0] if larger else None}
     path = write_result(out_dir, "memory_curve", settings, results, started, load)
     curve_chart(results, out_dir / "memory_curve.png")
     return path
 
 
 def curve_chart(results: dict, path: Path) -> None:
-    """Line chart of peak RSS (GiB) against batch size, one line per method."""
+    """Peak RSS (GiB) against batch size, one line per method: tiny.en, and the larger
+    random-weight architecture in a second panel when measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 3.6))
-    for method, rows in results.items():
-        axis.plot([r["batch_size"] for r in rows], [r["peak_rss_bytes"] / 2**30 for r in rows],
-                  marker="o", label=method)
-    axis.set(xlabel="batch size", ylabel="peak RSS (GiB)", xscale="log",
-             title="CPU training memory, tiny.en (30 s inputs)")
-    axis.set_xticks([r["batch_size"] for r in next(iter(results.values()))],
-                    [str(r["batch_size"]) for r in next(iter(results.values()))])
-    axis.xaxis.set_minor_locator(plt.NullLocator())
-    axis.set_ylim(bottom=0)
-    axis.legend()
+    panels = [("tiny.en, real weights, cv-mini", results)]
+    if "larger_model" in results:
+        larger = results["larger_model"]
+        panels.append((f"{larger['model']}, random weights, synthetic", larger))
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.6), squeeze=False)
+    for axis, (title, data) in zip(axes[0], panels):
+        for method in CURVE_METHODS:
+            rows = data[method]
+            axis.plot([r["batch_size"] for r in rows],
+                      [r["peak_rss_bytes"] / 2**30 for r in rows], marker="o", label=method)
+        axis.set(xlabel="batch size", ylabel="peak RSS (GiB)", xscale="log",
+                 title=f"CPU training memory: {title}")
+        axis.set_xticks([r["batch_size"] for r in data[CURVE_METHODS[0]]],
+                        [str(r["batch_size"]) for r in data[CURVE_METHODS[0]]])
+        axis.xaxis.set_minor_locator(plt.NullLocator())
+        axis.set_ylim(bottom=0)
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -120,6 +120,20 @@ def reset_rss_peak() -> bool:
         return False
 
 
+def rss_parts() -> dict:
+    """This process's resident memory now, split as /proc/self/status does (Linux; else {}):
+    "rss_anon_bytes" (heap, tensors) and "rss_file_bytes" (mapped files: the libraries, and
+    the checkpoint that from_pretrained memory-maps, whose pages stay mapped while any tensor
+    loaded from it lives; the kernel can drop them under memory pressure)."""
+    fields = {"RssAnon:": "rss_anon_bytes", "RssFile:": "rss_file_bytes"}
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {fields[parts[0]]: int(parts[1]) * 1024
+            for parts in map(str.split, lines) if parts and parts[0] in fields}
+
+
 def measure_cpu(model, optimizer, spec: dict, batch_size: int) -> dict:
     """Peak RSS of `steps - 1` steps after a warm-up step (of the first step when steps is
     1), loading excluded where Linux lets us reset the peak; + the live tensor peak of one
@@ -138,7 +152,8 @@ def measure_cpu(model, optimizer, spec: dict, batch_size: int) -> dict:
     seconds = (time.perf_counter() - started) / max(1, spec["steps"] - 1)
     row = {"batch_size": batch_size, "peak_rss_bytes":
            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-           "rss_peak_reset": reset, "step_seconds": round(seconds, 3), "loss": round(loss, 4)}
+           "rss_peak_reset": reset, "step_seconds": round(seconds, 3), "loss": round(loss, 4),
+           **{f"{key}_after_step": value for key, value in rss_parts().items()}}
     if spec.get("track_tensors"):
         del batch
         with LiveTensorBytes("cpu") as tracker:

@@ -8,7 +8,8 @@ Benchmarks (each in benchmarks/bench_*.py):
 1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
 2. data_preparation: Common Voice MP3 -> features on disk, ours vs the recipe's way
 3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32
-4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit
+4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit (tiny.en, and
+   small.en with random weights, where weights rather than activations dominate)
 Then benchmarks/report.py writes <out>/README_section.md from the JSON files.
 """
 from __future__ import annotations
@@ -39,11 +40,13 @@ class Sizes:
     inference_clips: int = 24       # test clips transcribed by each way
     curve_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     curve_steps: int = 1            # memory peaks in the first step (optimizer state made there)
+    larger_model: str = "small.en"  # random weights: where weights, not activations, dominate
+    larger_batches: list[int] = field(default_factory=lambda: [1, 2])
 
 
 FULL = Sizes()
 QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference_clips=1,
-              curve_batches=[1])
+              curve_batches=[1], larger_model="tiny", larger_batches=[1])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
     if "memory_curve" in args.only:
         methods = args.out / "training_methods.json"
         known = json.loads(methods.read_text())["results"] if methods.is_file() else None
-        bench_training.run_curve(args.out, sizes.curve_batches, sizes.curve_steps, known)
+        bench_training.run_curve(args.out, sizes.curve_batches, sizes.curve_steps, known,
+                                 larger=(sizes.larger_model, sizes.larger_batches))
     shutil.rmtree(trained.parent, ignore_errors=True)
     section = report.write_section(args.out)
     print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); README section: {section}")

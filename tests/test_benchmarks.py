@@ -59,6 +59,20 @@ def test_quick_inference_ways_all_transcribe(quick_results):
     assert all(way["real_time_factor"] > 0 and way["wer"]["n"] == 1 for way in r.values())
 
 
+def test_quick_memory_curve_measures_a_second_architecture(quick_results):
+    larger = json.loads((quick_results / "memory_curve.json").read_text())["results"]["larger_model"]
+    assert larger["model"] == "tiny" and larger["steps"] == 1
+    heap = {}
+    for method in ("full_fp32", "lora_8bit"):
+        (row,) = larger[method]
+        assert row["batch_size"] == 1 and row["step_seconds"] > 0
+        assert row["peak_rss_bytes"] > row["rss_file_bytes_after_step"] > 0
+        assert row["predicted_peak_rss_bytes"] > 0
+        heap[method] = row["peak_rss_bytes"] - row["rss_file_bytes_after_step"]
+    # full fine-tuning holds gradients and AdamW moments for all 39M weights, LoRA for 0.6M
+    assert heap["full_fp32"] > 1.2 * heap["lora_8bit"]
+
+
 def test_every_ratio_in_the_section_names_its_source(quick_results):
     text = (quick_results / "README_section.md").read_text()
     assert text == report.render(quick_results)
