@@ -3,7 +3,7 @@
 Every result file is `benchmarks/results/<name>.json` with "benchmark", "settings",
 "environment" (versions, CPU count and `os.getloadavg()` before and after, so a reader can
 judge how busy the machine was) and "results". Workers are fresh Python processes so that
-each measurement's peak memory (ru_maxrss) is its own.
+each measurement's peak memory (helpers.process_memory) is its own.
 """
 from __future__ import annotations
 
@@ -69,13 +69,6 @@ def run_worker(script: str, args: list[str], timeout: float = 900) -> dict:
         raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n"
                            f"{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (ru_maxrss, KiB on Linux) in bytes."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def median(values: list[float]) -> float | None:

@@ -3,7 +3,7 @@
 Methods, same batch, steps, data order and data: full fine-tuning fp32, LoRA on an fp32
 base, LoRA on an 8-bit base, LoRA on a 4-bit base (helpers.adapters.add_lora, the recipe's
 r=32/alpha=64 on q_proj,v_proj; gradient checkpointing for every method). Each method runs
-in its own process (run_worker) so that its peak resident memory (ru_maxrss, taken right
+in its own process (run_worker) so that its peak resident memory (VmHWM, taken right
 after training, before any decoding) is its own. Per method: seconds per step (median of
 the steps after the first, which is a warm-up), peak memory while training (the high-water
 mark is reset after loading the model and its data, as benchmarks/gpu_memory.py does), trainable parameters, bytes of
@@ -27,9 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_memory import reset_rss_peak  # noqa: E402  (benchmarks/gpu_memory.py, FOOTPRINT's)
-from bench_common import (CORPUS, folder_bytes, loadavg, median, peak_rss_bytes,  # noqa: E402
-                          run_worker, test_clips, write_result)
+from bench_common import (CORPUS, folder_bytes, loadavg, median, run_worker,  # noqa: E402
+                          test_clips, write_result)
 
 METHODS = {  # name: (base precision, LoRA?, learning rate)
     "full_fp32": ("fp32", False, 1e-5),  # full fine-tuning: the usual Whisper lr; 1e-3 would wreck it
@@ -95,7 +94,9 @@ def train_steps(model, processor, method: str, batch: int, steps: int, workdir: 
     timer = step_timer()
     trainer = build_trainer(model, processor, train_features(processor, batch * steps), config,
                             RunDir("bench", workdir), callbacks=[timer])
-    reset = reset_rss_peak()  # from here on, ru_maxrss counts the training peak only
+    from helpers.process_memory import reset_peak_rss
+
+    reset = reset_peak_rss()  # from here on, the peak counts the training only
     trainer.train()
     return timer.seconds, reset
 
@@ -127,6 +128,7 @@ def fp32_wer(model, method: str, checkpoint: Path, processor, clips: list[dict])
 def worker(args) -> dict:
     """One method in this process: train, measure, save, score; returns the measurement."""
     from helpers.adapters import parameter_counts
+    from helpers.process_memory import peak_rss_bytes
     from helpers.training import peak_memory_bytes
 
     model, processor = load_method_model(args.method)
@@ -239,7 +241,7 @@ def run_curve(out_dir: Path, batch_sizes: list[int], steps: int,
     if larger:
         results["larger_model"] = larger_architecture(*larger)
     settings = {"model": "embedded (tiny.en)", "batch_sizes": batch_sizes, "steps": steps,
-                "measure": "peak RSS of a fresh process (ru_maxrss), high-water mark reset "
+                "measure": "peak RSS of a fresh process (VmHWM), high-water mark reset "
                            "after loading", "gradient_checkpointing": True,
                 "larger_model": larger[0] if larger else None}
     path = write_result(out_dir, "memory_curve", settings, results, started, load)

@@ -13,7 +13,7 @@ benchmarks/results/gpu_memory_<model>.json.
         --methods lora_8bit --batch-sizes 2 8                          # process memory on CPU
 
 On cuda: peak allocated/reserved (torch.cuda.max_memory_*) over the measured steps. On cpu:
-the peak RSS of the worker (ru_maxrss, its high-water mark reset after loading and one
+the peak RSS of the worker (VmHWM, helpers.process_memory; reset after loading and one
 warm-up step where Linux allows) and, with --track-tensors, the peak bytes of live tensors.
 """
 from __future__ import annotations
@@ -111,47 +111,22 @@ def train_step(model, optimizer, scaler, batch: dict, device: str) -> float:
     return float(loss.detach())
 
 
-def reset_rss_peak() -> bool:
-    """Reset this process's peak RSS to its current RSS (Linux clear_refs); False if refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_parts() -> dict:
-    """This process's resident memory now, split as /proc/self/status does (Linux; else {}):
-    "rss_anon_bytes" (heap, tensors) and "rss_file_bytes" (mapped files: the libraries, and
-    the checkpoint that from_pretrained memory-maps, whose pages stay mapped while any tensor
-    loaded from it lives; the kernel can drop them under memory pressure)."""
-    fields = {"RssAnon:": "rss_anon_bytes", "RssFile:": "rss_file_bytes"}
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        return {}
-    return {fields[parts[0]]: int(parts[1]) * 1024
-            for parts in map(str.split, lines) if parts and parts[0] in fields}
-
-
 def measure_cpu(model, optimizer, spec: dict, batch_size: int) -> dict:
     """Peak RSS of `steps - 1` steps after a warm-up step (of the first step when steps is
     1), loading excluded where Linux lets us reset the peak; + the live tensor peak of one
     more step if asked."""
-    import resource
-
     from helpers.footprint import LiveTensorBytes
+    from helpers.process_memory import peak_rss_bytes, reset_peak_rss, rss_parts
 
     batch = synthetic_batch(model, batch_size, spec["label_length"], "cpu")
     if spec["steps"] > 1:      # warm-up: AdamW state appears
         train_step(model, optimizer, None, batch, "cpu")
-    reset = reset_rss_peak()   # forget the loading (and converting) peak
+    reset = reset_peak_rss()   # forget the loading (and converting) peak
     started = time.perf_counter()
     for _ in range(max(1, spec["steps"] - 1)):
         loss = train_step(model, optimizer, None, batch, "cpu")
     seconds = (time.perf_counter() - started) / max(1, spec["steps"] - 1)
-    row = {"batch_size": batch_size, "peak_rss_bytes":
-           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    row = {"batch_size": batch_size, "peak_rss_bytes": peak_rss_bytes(),
            "rss_peak_reset": reset, "step_seconds": round(seconds, 3), "loss": round(loss, 4),
            **{f"{key}_after_step": value for key, value in rss_parts().items()}}
     if spec.get("track_tensors"):

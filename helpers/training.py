@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import time
 import warnings
@@ -91,7 +90,7 @@ def training_arguments(config: RunConfig, output_dir: str | Path) -> Seq2SeqTrai
         save_steps=config.save_steps,
         save_total_limit=2,               # checkpoints are adapter-sized; keep the last two
         eval_strategy="no",               # WER is measured by generate in WerCallback instead
-        remove_unused_columns=False,      # the collator needs input_features and labels
+        remove_unused_columns=False,      # the collator needs mel_frames/mel_pad and labels
         label_names=["labels"],           # PEFT wraps forward(); tell the Trainer the label key
         ddp_find_unused_parameters=False,  # DDP: the frozen base has no gradients to wait for
         # Whisper's loss is a mean over label tokens, but PEFT's forward(**kwargs) makes the
@@ -164,7 +163,9 @@ def peak_memory_bytes() -> dict[str, int]:
     if torch.cuda.is_available():
         return {"gpu_allocated": torch.cuda.max_memory_allocated(),
                 "gpu_reserved": torch.cuda.max_memory_reserved()}
-    return {"process_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    from helpers.process_memory import peak_rss_bytes
+
+    return {"process_rss": peak_rss_bytes()}
 
 
 class MemoryCallback(TrainerCallback):
