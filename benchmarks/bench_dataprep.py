@@ -7,11 +7,12 @@ Whisper feature extractor on that one clip and tokenizes the sentence; features 
 float32 (nested lists, as `datasets` infers them); then `save_to_disk`.
 
 Ours (helpers.prepare's path): load_corpus, filter_corpus (decode-checks every clip),
-prepare_features (batched map, soxr resampling, fixed-shape float32 Array2D,
-`num_proc` workers), save_to_disk.
+prepare_features (batched map, soxr resampling, the STFT of the frames that see audio only
+and only those stored: helpers.features.mel_frames; `num_proc` workers), save_to_disk.
 
-Both run on the same clips with a warm file cache; the saved features are compared
-(max absolute difference, must be under FEATURE_TOLERANCE) and the labels must be equal.
+Both run on the same clips with a warm file cache; the saved features are compared (ours
+rebuilt to 80 x 3000 by helpers.features.full_features, as the collator does; max absolute
+difference, must be under FEATURE_TOLERANCE) and the labels must be equal.
 """
 from __future__ import annotations
 
@@ -77,13 +78,13 @@ def compare_saved(ours: Path, recipe: Path) -> dict:
     """Max |feature difference| and label equality between the two saved datasets."""
     from datasets import load_from_disk
 
+    from helpers.features import full_features
+
     a, b = load_from_disk(str(ours)), load_from_disk(str(recipe))
     worst = 0.0
-    for start in range(0, len(a), 32):
-        fa = np.asarray(a.select(range(start, min(start + 32, len(a))))
-                        .with_format("numpy")["input_features"], dtype=np.float32)
-        fb = np.asarray(b.select(range(start, min(start + 32, len(b))))
-                        .with_format("numpy")["input_features"], dtype=np.float32)
+    for row_a, row_b in zip(a.with_format("numpy"), b.with_format("numpy")):
+        fa = full_features(row_a["mel_frames"], row_a["mel_pad"])
+        fb = np.asarray(np.stack(row_b["input_features"]), dtype=np.float32)
         worst = max(worst, float(np.abs(fa - fb).max()))
     return {"max_abs_feature_difference": worst, "labels_equal": a["labels"] == b["labels"],
             "rows": [len(a), len(b)]}
@@ -144,7 +145,8 @@ def run(out_dir: Path, clips: int, num_proc: int | None = 2) -> Path:
     results["equality"] = {**check, "tolerance": FEATURE_TOLERANCE}
     results["resamplers"] = resampler_difference(list(rows["audio"])[:4], processor)
     settings = {"corpus": "data/cv-mini/en train (48 kHz MP3)", "clips": clips,
-                "ours": f"filter_corpus + prepare_features(batch_size=16, num_proc={num_proc})",
+                "ours": f"filter_corpus + prepare_features(batch_size=16, num_proc={num_proc}): "
+                        "STFT of the frames that see audio, only those stored (mel_frames)",
                 "recipe": "per-example datasets.map, soundfile + librosa.resample default, "
                           "feature extractor per clip, num_proc=None"}
     return write_result(out_dir, "data_preparation", settings, results, started, load)

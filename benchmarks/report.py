@@ -59,7 +59,7 @@ def training_section(data: dict) -> list[str]:
     s, r = data["settings"], data["results"]
     base = r.get("base_fp32_untrained", {}).get("wer", {}).get("eval_wer")
     untrained = f"untrained: {100 * base:.1f}%" if base is not None else "untrained: not measured"
-    lines = [f"### Training methods (`training_methods.json`)", "",
+    lines = ["### Training methods (`training_methods.json`)", "",
              f"tiny.en on cv-mini, batch {s['batch_size']}, {s['steps']} steps (seconds per step: "
              f"median after the first), learning rate {s['learning_rates']['full_fp32']:g} for full "
              f"fine-tuning and {s['learning_rates']['lora_8bit']:g} for LoRA with the recipe's "
@@ -95,7 +95,7 @@ def dataprep_section(data: dict) -> list[str]:
     """Table and ratio of data_preparation.json."""
     s, r = data["settings"], data["results"]
     eq, res = r["equality"], r["resamplers"]
-    lines = [f"### Data preparation (`data_preparation.json`)", "",
+    lines = ["### Data preparation (`data_preparation.json`)", "",
              f"{s['clips']} Common Voice-layout MP3 clips (48 kHz) to a training-ready dataset "
              f"on disk. Recipe: {s['recipe']}. Ours: {s['ours']}. {env_line(data)}.", "",
              "| way | clips/s | seconds | bytes on disk |", "|---|---|---|---|"]
@@ -106,6 +106,9 @@ def dataprep_section(data: dict) -> list[str]:
     lines += ["", "- Ours vs the recipe's way, clips per second: " + ratio(
         r["ours"]["clips_per_second"], r["recipe"]["clips_per_second"],
         "data_preparation.json results.ours.clips_per_second / results.recipe.clips_per_second"),
+        "- Bytes on disk, the recipe's vs ours (ours stores only the frames that see audio): "
+        + ratio(r["recipe"]["bytes_on_disk"], r["ours"]["bytes_on_disk"],
+                "data_preparation.json results.recipe.bytes_on_disk / results.ours.bytes_on_disk"),
         f"- Same model inputs: max |feature difference| {eq['max_abs_feature_difference']:.2g} "
         f"(tolerance {eq['tolerance']:g}), labels equal: {eq['labels_equal']} "
         "(data_preparation.json results.equality)",
@@ -120,7 +123,7 @@ def dataprep_section(data: dict) -> list[str]:
 def inference_section(data: dict) -> list[str]:
     """Table and ratios of inference.json."""
     s, r = data["settings"], data["results"]
-    lines = [f"### Inference (`inference.json`)", "",
+    lines = ["### Inference (`inference.json`)", "",
              f"{s['clips']} test clips, batch {s['batch_size']}, {s['decoding']}; timed: "
              f"{s['timed']}. Real-time factor = processing seconds / audio seconds. "
              f"{env_line(data)}.", "",
@@ -147,7 +150,7 @@ def curve_section(data: dict) -> list[str]:
     """Tables and ratios of memory_curve.json (tiny.en, then the larger architecture)."""
     r = data["results"]
     batches = [row["batch_size"] for row in r["full_fp32"]]
-    lines = [f"### Memory versus batch size on CPU (`memory_curve.json`)", "",
+    lines = ["### Memory versus batch size on CPU (`memory_curve.json`)", "",
              f"Peak RSS of a fresh process while training (high-water mark reset after loading; "
              f"{data['settings']['steps']} step(s), or the training_methods run where the batch "
              f"matches), gradient checkpointing on. {env_line(data)}.", "",
@@ -191,7 +194,7 @@ def larger_model_lines(larger: dict) -> list[str]:
     lines += ["", f"- {name} at batch {full['batch_size']}, full fine-tuning vs LoRA 8-bit, peak "
               "RSS: " + ratio(full["peak_rss_bytes"], lora8["peak_rss_bytes"],
                               f"{src}, peak_rss_bytes"),
-              f"- The same without the mapped-file pages: " + ratio(
+              "- The same without the mapped-file pages: " + ratio(
                   full["peak_rss_bytes"] - full["rss_file_bytes_after_step"],
                   lora8["peak_rss_bytes"] - lora8["rss_file_bytes_after_step"],
                   f"{src}, peak_rss_bytes - rss_file_bytes_after_step")]

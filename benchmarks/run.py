@@ -35,7 +35,7 @@ class Sizes:
     train_batch: int = 4            # same batch for every method (8, the recipe's, takes ~45 s/step here)
     train_steps: int = 5            # the first is a warm-up: median of the other 4
     wer_clips: int = 16             # test clips transcribed after training
-    prep_clips: int = 96            # train clips prepared both ways
+    prep_clips: int = 340           # train clips prepared both ways (all of cv-mini's train)
     prep_num_proc: int = 2          # our map's worker processes (2 cores)
     inference_clips: int = 24       # test clips transcribed by each way
     curve_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])

@@ -10,13 +10,17 @@ from typing import Any
 
 import torch
 
+from helpers.features import full_features
+
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 
 
 @dataclass
 class SpeechSeq2SeqCollator:
-    """Batch rows of {"input_features": n_mels x frames, "labels": token ids} for training.
+    """Batch rows of features and label ids for training.
 
+    Rows carry their features as helpers.features stores them ("mel_frames" + "mel_pad",
+    rebuilt to n_mels x 3000 by full_features) or whole ("input_features": n_mels x frames).
     processor: the WhisperProcessor (its feature_extractor and tokenizer pad the batch).
     decoder_start_token_id: model.config.decoder_start_token_id (<|startoftranscript|>);
         the model prepends it to the decoder inputs itself, so a leading copy is removed
@@ -29,10 +33,20 @@ class SpeechSeq2SeqCollator:
     decoder_start_token_id: int
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        inputs = [{"input_features": row["input_features"]} for row in rows]
-        batch = self.processor.feature_extractor.pad(inputs, return_tensors="pt")
+        batch = self.processor.feature_extractor.pad(
+            [{"input_features": self.features(row)} for row in rows], return_tensors="pt")
         batch["labels"] = self.pad_labels([row["labels"] for row in rows])
         return batch
+
+    def features(self, row: dict):
+        """One row's n_mels x frames features: stored whole, or rebuilt from the compact form."""
+        if "mel_frames" in row:
+            return full_features(row["mel_frames"], row["mel_pad"],
+                                 self.processor.feature_extractor.nb_max_frames)
+        if "input_features" in row:
+            return row["input_features"]
+        raise KeyError(f"a row has neither mel_frames/mel_pad nor input_features (keys: "
+                       f"{sorted(row)}); prepare rows with helpers.features.prepare_features.")
 
     def pad_labels(self, labels: list) -> torch.Tensor:
         """Right-pad label id lists, mask the padding with -100, strip a shared start token."""

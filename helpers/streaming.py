@@ -1,7 +1,9 @@
 """Stream the training corpus: log-mel features computed on the fly, never written to disk.
 
-Notebook 01 normally materializes the features (80 x 3000 float32 = 960 KB per clip, about
-100 times the size of a Common Voice MP3), so 100 hours of speech need about 90 GB of disk.
+Notebook 01 normally materializes the features (only the frames that see audio: 80 float32
+per 10 ms, 32 KB per second of audio, 4 to 7 times the size of a Common Voice MP3; the
+recipe's way stores all 3000 frames, 960 KB per clip), so 100 hours of speech need about
+12 GB of disk.
 With `streaming=True` in the run's settings, training reads the filtered rows of the
 corpus instead and computes each clip's features when a batch asks for it, through a
 `datasets.IterableDataset` (shuffle buffer, then the same feature function as notebook 01).
@@ -50,7 +52,8 @@ def training_rows(config: RunConfig, tokenizer) -> tuple[Dataset, dict]:
 
 def stream_features(rows: Dataset, processor, seed: int = 42, shuffle_buffer: int = 256,
                     batch_size: int = 16, num_shards: int = 1) -> IterableDataset:
-    """An IterableDataset of rows with "input_features" and "labels" computed as they are read.
+    """An IterableDataset of rows with features ("mel_frames", "mel_pad", see helpers.features)
+    and "labels" computed as they are read.
 
     rows: dataset with "audio" (path) and "sentence" (e.g. from `training_rows`);
     shuffle_buffer: rows held for shuffling (the stream is shuffled within this window and

@@ -86,6 +86,27 @@ def test_feature_values_preserved_for_lists_arrays_and_tensors(processor, sot):
         np.testing.assert_array_equal(got.numpy(), original)
 
 
+def test_compact_rows_become_the_full_30_s_features(processor, sot):
+    """Rows as helpers.features stores them (mel_frames + mel_pad), mixed with a whole one."""
+    from helpers.features import log_mel, mel_frames
+
+    extractor = processor.feature_extractor
+    clips = [np.sin(np.arange(n, dtype=np.float32) / 9) * 0.3 for n in (8_000, 40_000, 1_000)]
+    rows = rows_for(processor, ["one", "two", "three"])
+    for row, clip in zip(rows, clips):
+        frames, pad = mel_frames(clip, extractor)
+        row.pop("input_features")
+        row.update(mel_frames=frames.tolist(), mel_pad=float(pad))   # as datasets returns them
+    rows[2] = {"input_features": log_mel(clips[2], extractor), "labels": rows[2]["labels"]}
+    features = SpeechSeq2SeqCollator(processor, sot)(rows)["input_features"]
+    assert features.shape == (3, 80, 3000)
+    for got, clip in zip(features, clips):
+        direct = extractor(clip, sampling_rate=16_000, return_tensors="np").input_features[0]
+        np.testing.assert_array_equal(got.numpy(), direct)
+    with pytest.raises(KeyError, match="neither mel_frames/mel_pad nor input_features"):
+        SpeechSeq2SeqCollator(processor, sot)([{"labels": [1, 2]}])
+
+
 def test_single_row_and_equal_lengths(processor, sot):
     rows = rows_for(processor, ["same", "same"])
     labels = SpeechSeq2SeqCollator(processor, sot)(rows)["labels"]

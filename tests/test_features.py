@@ -1,4 +1,5 @@
 """helpers.features: log-mel features and labels through datasets.map, embedded processor."""
+import copy
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from datasets import Dataset
 from fixtures.data_files import tone, write_audio, write_cv_locale
 from helpers.audio import AudioError, load_audio
 from helpers.data import filter_corpus, load_common_voice
-from helpers.features import prepare_features
+from helpers.features import full_features, log_mel, mel_frames, prepare_features
 
 SENTENCES = ["The film was much better.", 'He said "hi".', "Three", "Four clips in all."]
 
@@ -34,15 +35,51 @@ def corpus(tmp_path):
 def test_features_and_labels(corpus, processor):
     kept, _ = filter_corpus(corpus, processor.tokenizer)
     out = prepare_features(kept, processor, batch_size=3)  # 3 + a partial batch of 1
-    assert set(out.column_names) == {"audio", "sentence", "duration", "input_features", "labels"}
+    assert set(out.column_names) == {"audio", "sentence", "duration", "mel_frames", "mel_pad",
+                                     "labels"}
     assert out["sentence"] == SENTENCES and out["duration"] == pytest.approx([0.5, 1, 1.5, 2])
-    features = out.with_format("numpy")[:]["input_features"]
-    assert features.shape == (4, 80, 3000) and features.dtype == np.float32
+    stored = out.with_format("numpy")
+    features = [full_features(row["mel_frames"], row["mel_pad"]) for row in stored]
     for i, path in enumerate(out["audio"]):
         direct = processor.feature_extractor(load_audio(path), sampling_rate=16_000,
                                              return_tensors="np").input_features[0]
-        np.testing.assert_allclose(features[i], direct, rtol=1e-6, atol=1e-6)
+        assert features[i].shape == (80, 3000) and features[i].dtype == np.float32
+        np.testing.assert_array_equal(features[i], direct)   # bit for bit
+        # only the frames that see audio are stored: 0.5 s -> about 50 of 3000
+        assert len(stored[i]["mel_frames"]) == (len(load_audio(path)) + 400) // 160 + 1
     assert not np.allclose(features[0], features[3])  # 0.5 s vs 2 s of tone
+
+
+CLIP_LENGTHS = [0, 1, 100, 399, 400, 16_000, 479_599, 479_600, 479_840, 480_000, 500_000]
+
+
+@pytest.mark.parametrize("samples", CLIP_LENGTHS)
+def test_compact_features_equal_the_extractors_at_every_length(processor, samples):
+    """Edges: empty, shorter than a window, the last lengths computed compactly, 30 s and over."""
+    rng = np.random.default_rng(samples)
+    audio = (0.1 * rng.standard_normal(samples)).astype(np.float32)
+    direct = processor.feature_extractor(audio, sampling_rate=16_000,
+                                         return_tensors="np").input_features[0]
+    frames, pad = mel_frames(audio, processor.feature_extractor)
+    assert frames.dtype == np.float32 and frames.shape[1] == 80 and len(frames) <= 3000
+    np.testing.assert_array_equal(full_features(frames, pad), direct)
+    np.testing.assert_array_equal(log_mel(audio, processor.feature_extractor), direct)
+
+
+def test_quiet_and_loud_clips_keep_the_extractors_floor(processor):
+    """The clamp at (loudest - 8) reaches the padding value only for loud clips."""
+    for level in (1e-7, 1e-3, 0.9):
+        audio = np.full(32_000, level, dtype=np.float32)
+        direct = processor.feature_extractor(audio, sampling_rate=16_000,
+                                             return_tensors="np").input_features[0]
+        np.testing.assert_array_equal(log_mel(audio, processor.feature_extractor), direct)
+
+
+def test_a_dithering_extractor_goes_the_extractors_way(processor):
+    extractor = copy.deepcopy(processor.feature_extractor)
+    extractor.dither = 1e-4
+    frames, _ = mel_frames(np.zeros(16_000, dtype=np.float32), extractor)
+    assert frames.shape == (3000, 80)
 
 
 def test_labels_are_tokenizer_ids_with_prefix_and_eos(corpus, processor):
@@ -58,7 +95,7 @@ def test_labels_are_tokenizer_ids_with_prefix_and_eos(corpus, processor):
 
 def test_other_columns_removed_and_audio_kept(corpus, processor):
     out = prepare_features(corpus.select(range(1)), processor)
-    assert set(out.column_names) == {"audio", "sentence", "input_features", "labels"}
+    assert set(out.column_names) == {"audio", "sentence", "mel_frames", "mel_pad", "labels"}
     assert out["audio"] == corpus["audio"][:1]
 
 
@@ -83,7 +120,7 @@ def test_long_labels_and_bad_audio_are_errors(corpus, tmp_path, processor):
 def test_cache_file(corpus, tmp_path, processor):
     cache = tmp_path / "features.arrow"
     out = prepare_features(corpus, processor, batch_size=2, cache_file_name=str(cache))
-    assert cache.is_file() and cache.stat().st_size > 4 * 80 * 3000 * 4
+    assert cache.is_file() and cache.stat().st_size > 4 * 80 * 50 * 4   # >= 50 frames a clip
     assert out["labels"][2] == processor.tokenizer("Three").input_ids
 
 
@@ -92,7 +129,7 @@ import sys
 sys.path[:0] = [{repo!r}, {tests!r}]
 from fixtures.data_files import write_cv_locale
 from helpers.data import load_common_voice
-from helpers.features import prepare_features
+from helpers.features import full_features, log_mel, mel_frames, prepare_features
 from helpers.models import load_processor
 processor = load_processor("embedded")
 rows = [{{"path": f"c{{i}}.wav", "sentence": "two words"}} for i in range(4)]
@@ -100,8 +137,9 @@ ds = load_common_voice(write_cv_locale({tmp!r}, rows), "train")
 one = prepare_features(ds, processor)  # torch's thread pool is now in use in this process
 two = prepare_features(ds, processor, batch_size=1, num_proc=2)
 assert two["labels"] == one["labels"]
-assert (two.with_format("numpy")[:]["input_features"] ==
-        one.with_format("numpy")[:]["input_features"]).all()
+assert two["mel_pad"] == one["mel_pad"]
+assert all((a == b).all() for a, b in zip(two.with_format("numpy")["mel_frames"],
+                                          one.with_format("numpy")["mel_frames"]))
 print("OK")
 """
 
