@@ -46,7 +46,7 @@ def load_for(method: str, source: str, device: str, lora, checkpointing: str):
     from transformers import WhisperForConditionalGeneration
 
     from helpers.adapters import add_lora
-    from helpers.models import load_model, precision_kwargs
+    from helpers.models import load_model, precision_kwargs, release_checkpoint_mapping
 
     precision = PRECISION[method]
     if source in EMBEDDED:
@@ -54,6 +54,8 @@ def load_for(method: str, source: str, device: str, lora, checkpointing: str):
     else:
         kwargs = precision_kwargs(precision, device)
         model = WhisperForConditionalGeneration.from_pretrained(source, **kwargs)
+        if "quantization_config" in kwargs:
+            release_checkpoint_mapping(model)  # as load_model does
         model = model if "device_map" in kwargs else model.to(device)
     ckpt = checkpointing != "none"
     if method == "full_fp16":

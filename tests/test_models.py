@@ -245,3 +245,17 @@ def test_is_multilingual_accepts_configs_and_models():
     assert models.is_multilingual(WhisperConfig(vocab_size=51865))
     assert not models.is_multilingual(WhisperConfig(vocab_size=51864))
     assert np.isscalar(models.is_multilingual(models.load_processor("embedded")))
+
+
+@pytest.mark.parametrize("precision", ["8bit", "4bit"])
+def test_a_quantized_model_lets_its_checkpoint_file_go(tmp_path, precision):
+    """from_pretrained keeps float32 tensors as views of the memory-mapped safetensors file,
+    which would keep the whole file (the quantized weights' originals too) mapped."""
+    from fixtures.tiny_runs import tiny_model_dir
+
+    path = tiny_model_dir(tmp_path / "tiny")
+    model, _ = models.load_model(str(path), precision=precision, device="cpu")
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines()
+              if str(path) in line]
+    assert mapped == []
+    assert model.get_encoder().embed_positions.weight.shape[0] == 1500   # still a model
