@@ -84,6 +84,7 @@ def train_features(processor, clips: int):
 def train_steps(model, processor, method: str, batch: int, steps: int, workdir: Path):
     """Train `steps` steps with the project's Trainer (helpers.training); returns step seconds."""
     from helpers.config import make_config
+    from helpers.process_memory import reset_peak_rss
     from helpers.run import RunDir
     from helpers.training import build_trainer
 
@@ -94,8 +95,6 @@ def train_steps(model, processor, method: str, batch: int, steps: int, workdir: 
     timer = step_timer()
     trainer = build_trainer(model, processor, train_features(processor, batch * steps), config,
                             RunDir("bench", workdir), callbacks=[timer])
-    from helpers.process_memory import reset_peak_rss
-
     reset = reset_peak_rss()  # from here on, the peak counts the training only
     trainer.train()
     return timer.seconds, reset

@@ -66,7 +66,7 @@ def mel_frames(audio: np.ndarray, extractor) -> tuple[np.ndarray, np.float32]:
     import torch
 
     audio = np.asarray(audio, dtype=np.float32)
-    n_fft, hop, total = extractor.n_fft, extractor.hop_length, extractor.nb_max_frames
+    n_fft, hop = extractor.n_fft, extractor.hop_length
     if getattr(extractor, "dither", 0.0) or len(audio) + n_fft >= extractor.n_samples:
         full = extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features[0]
         return np.ascontiguousarray(full.T, dtype=np.float32), np.float32(full.min())
@@ -77,9 +77,8 @@ def mel_frames(audio: np.ndarray, extractor) -> tuple[np.ndarray, np.float32]:
     power = (stft.abs() ** 2).contiguous()                    # (n_fft // 2 + 1, seen frames)
     mel = torch.from_numpy(extractor.mel_filters).to(torch.float32).T @ power
     floor = torch.tensor(1e-10, dtype=torch.float32).log10()  # an all-padding frame
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    top = torch.maximum(log_spec.max(), floor) if mel.shape[1] < total else log_spec.max()
-    clamp = top - 8.0
+    log_spec = torch.clamp(mel, min=1e-10).log10()              # >= floor: it bounds the max
+    clamp = log_spec.max() - 8.0
     frames = (torch.maximum(log_spec, clamp) + 4.0) / 4.0
     pad = (torch.maximum(floor, clamp) + 4.0) / 4.0
     return frames.T.contiguous().numpy(), np.float32(pad.item())
