@@ -37,16 +37,59 @@ def declared_parameters(notebook: Path) -> set[str]:
     raise ValueError(f"{notebook}: no cell tagged 'parameters'")
 
 
-def run_notebook(notebook: Path, run: RunDir, parameters: dict, timeout: int = 1800) -> Path:
-    """Execute one notebook with the parameters it declares; returns the executed copy's path."""
+def run_notebook(notebook: Path, run: RunDir, parameters: dict, timeout: int = 1800,
+                 echo: bool = True) -> Path:
+    """Execute one notebook with the parameters it declares; returns the executed copy's path.
+
+    echo: what the notebook's cells print (e.g. notebook 04's line per logging step) also
+    goes to this process's stdout/stderr, indented, so a headless run shows its progress.
+    """
     import papermill
 
     accepted = {key: value for key, value in parameters.items() if key in declared_parameters(notebook)}
     output = run.file(f"notebooks/{notebook.name}")
     papermill.execute_notebook(str(notebook), str(output), parameters=accepted,
                                cwd=str(NOTEBOOK_DIR), kernel_name="python3",
-                               execution_timeout=timeout, progress_bar=False)
+                               execution_timeout=timeout, progress_bar=False,
+                               stdout_file=_Indented(sys.stdout) if echo else None,
+                               stderr_file=_Indented(sys.stderr) if echo else None,
+                               kernel_manager_class=ipc_kernel_manager())
     return output
+
+
+def ipc_kernel_manager():
+    """A Jupyter kernel manager whose kernels talk over Unix sockets instead of TCP ports.
+
+    Local sockets cannot be reached from another machine, and the kernel then has no reason
+    to print ipykernel's "running over TCP without encryption" warning at every start.
+    """
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+    return IpcKernelManager
+
+
+class _Indented:
+    """A write-only text stream that indents each line it passes on to `stream`."""
+
+    def __init__(self, stream):
+        self.stream, self.at_line_start = stream, True
+
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start:
+                self.stream.write("    ")
+            self.stream.write(piece)
+            self.at_line_start = piece.endswith(("\n", "\r"))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def run_all(run_name: str = "demo", preset: str = "embedded", extra: dict | None = None,
@@ -66,9 +109,9 @@ def run_all(run_name: str = "demo", preset: str = "embedded", extra: dict | None
 
 def summary_lines(metrics: dict) -> list[str]:
     """The comparison table printed at the end of the demo."""
-    lines = [f"{'':12}{'WER':>8}{'CER':>8}{'raw WER':>9}",
+    lines = [f"{'':12}{'WER':>8}{'CER':>8}{'raw WER':>9}{'loops':>7}",
              *[f"{label:12}{metrics[f'{key}_wer']:8.1%}{metrics[f'{key}_cer']:8.1%}"
-               f"{metrics[f'raw_{key}_wer']:9.1%}"
+               f"{metrics[f'raw_{key}_wer']:9.1%}{metrics.get(f'{key}_loops', '-'):>7}"
                for label, key in (("base", "base"), ("fine-tuned", "finetuned"))],
              f"test clips: {metrics['n_test']}, training steps: {metrics['train_steps']} in "
              f"{metrics['train_seconds']:.0f} s, adapter: {metrics['adapter_bytes'] / 2**20:.1f} MiB, "

@@ -2,9 +2,10 @@
 
 Usage:
     python -m helpers.evaluate [--corpus PATH] [--split test] [--model SOURCE]
-                               [--adapter DIR] [--precision P] [--max-clips N]
+                               [--adapter DIR] [--precision P] [--max-clips N] [--no-fallback]
 
-Prints one JSON object: {"n": clips, "wer", "cer" (normalized), "raw_wer", "raw_cer"}.
+Prints one JSON object: {"n": clips, "wer", "cer" (normalized), "raw_wer", "raw_cer",
+"loops", "insertions"}.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from helpers.metrics import error_rates
+from helpers.metrics import error_rates, is_loop, word_insertions
+from helpers.quiet import quiet_libraries
 from helpers.transcribe import load_for_transcription, transcribe_paths
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "cv-mini" / "en"
@@ -29,11 +31,15 @@ def load_test_clips(corpus: str, split: str, tokenizer, max_clips: int | None = 
 
 
 def predict(model, processor, clips: list[dict], batch_size: int = 8,
-            progress: bool = True) -> list[str]:
-    """Transcribe clips ({"path", ...}); returns texts in order (raises on unreadable audio)."""
+            progress: bool = True, fallback: bool = True) -> list[str]:
+    """Transcribe clips ({"path", ...}); returns texts in order (raises on unreadable audio).
+
+    fallback: Whisper's temperature fallback against loops (default), or greedy only.
+    """
     texts = []
     paths = [Path(clip["path"]) for clip in clips]
-    for path, text, error in transcribe_paths(model, processor, paths, batch_size, progress):
+    for path, text, error in transcribe_paths(model, processor, paths, batch_size, progress,
+                                              fallback):
         if error:
             raise ValueError(error)
         texts.append(text)
@@ -42,22 +48,30 @@ def predict(model, processor, clips: list[dict], batch_size: int = 8,
 
 def score(clips: list[dict], predictions: list[str]) -> dict:
     """WER/CER (normalized and raw) of predictions against the clips' sentences."""
-    rates = error_rates([clip["sentence"] for clip in clips], predictions)
-    return {"n": len(clips), **{key: round(value, 4) for key, value in rates.items()}}
+    references = [clip["sentence"] for clip in clips]
+    rates = error_rates(references, predictions)
+    return {"n": len(clips), **{key: round(value, 4) for key, value in rates.items()},
+            "loops": sum(map(is_loop, predictions, references)),
+            "insertions": word_insertions(references, predictions)}
 
 
 def compare_predictions(predictions: list[dict]) -> dict:
     """Score predictions.jsonl rows ({"reference", "base", "finetuned"}) for both models.
 
     Returns the metrics.json keys: base_/finetuned_ wer and cer (normalized),
-    raw_base_/raw_finetuned_ wer and cer, and n_test.
+    raw_base_/raw_finetuned_ wer and cer, base_/finetuned_ loops (clips whose transcript
+    is a repetition loop, `helpers.metrics.is_loop`) and insertions (inserted words,
+    normalized), and n_test.
     """
     references = [row["reference"] for row in predictions]
     result = {"n_test": len(predictions)}
     for model in ("base", "finetuned"):
-        rates = error_rates(references, [row[model] for row in predictions])
+        texts = [row[model] for row in predictions]
+        rates = error_rates(references, texts)
         result.update({f"{model}_wer": rates["wer"], f"{model}_cer": rates["cer"],
-                       f"raw_{model}_wer": rates["raw_wer"], f"raw_{model}_cer": rates["raw_cer"]})
+                       f"raw_{model}_wer": rates["raw_wer"], f"raw_{model}_cer": rates["raw_cer"],
+                       f"{model}_loops": sum(map(is_loop, texts, references)),
+                       f"{model}_insertions": word_insertions(references, texts)})
     return {key: round(value, 4) if isinstance(value, float) else value
             for key, value in result.items()}
 
@@ -69,7 +83,24 @@ def comparison_table(metrics: dict):
     rows = {model: {"WER": metrics[f"{model}_wer"], "CER": metrics[f"{model}_cer"],
                     "raw WER": metrics[f"raw_{model}_wer"], "raw CER": metrics[f"raw_{model}_cer"]}
             for model in ("base", "finetuned")}
-    return (pd.DataFrame(rows).T * 100).round(2)
+    table = (pd.DataFrame(rows).T * 100).round(2)
+    for key, label in (("loops", "looping clips"), ("insertions", "inserted words")):
+        if all(f"{model}_{key}" in metrics for model in rows):
+            table[label] = [metrics[f"{model}_{key}"] for model in rows]
+    return table
+
+
+def looping_clips(predictions: list[dict]):
+    """The clips whose base or fine-tuned transcript loops (`is_loop`), as a DataFrame."""
+    import pandas as pd
+
+    rows = [{"clip": Path(row["path"]).name, "reference": row["reference"],
+             **{f"{model} loops": is_loop(row[model], row["reference"]) for model in ("base", "finetuned")},
+             "base": row["base"], "finetuned": row["finetuned"]}
+            for row in predictions
+            if is_loop(row["base"], row["reference"]) or is_loop(row["finetuned"], row["reference"])]
+    return pd.DataFrame(rows, columns=["clip", "reference", "base loops", "finetuned loops",
+                                       "base", "finetuned"])
 
 
 def worst_utterances(predictions: list[dict], count: int = 8):
@@ -95,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--max-clips", type=int)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--no-fallback", action="store_true",
+                        help="greedy decoding only (no temperature fallback against loops)")
     args = parser.parse_args(argv)
+    quiet_libraries()
     model, processor = load_for_transcription(args.model, args.adapter, args.language, args.precision)
     clips, _ = load_test_clips(args.corpus, args.split, processor.tokenizer, args.max_clips)
-    predictions = predict(model, processor, clips, args.batch_size)
+    predictions = predict(model, processor, clips, args.batch_size, fallback=not args.no_fallback)
     print(json.dumps(score(clips, predictions)))
     return 0
 

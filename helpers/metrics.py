@@ -6,10 +6,17 @@ which splits every Hindi or Marathi word into fragments and makes "normalized WE
 there. Here only punctuation, symbols and separators become spaces.
 """
 import unicodedata
+import zlib
 
 import jiwer
 
 APOSTROPHES = "'\u2019\u02bc"  # removed without a space: "don't" -> "dont" stays one word
+# A transcript is a repetition loop when zlib shrinks its UTF-8 bytes more than this
+# (OpenAI's decoder uses 2.4 on text for its fallback rule; ordinary sentences stay under
+# 1.6) ...
+LOOP_COMPRESSION_RATIO = 2.4
+# ... or when it is longer than twice its reference plus this many characters.
+LOOP_EXTRA_CHARS = 10
 
 
 def _char_class(char: str) -> str:
@@ -61,3 +68,28 @@ def error_rates(references, predictions) -> dict[str, float]:
             "cer": jiwer.cer(normalized_refs, normalized_preds),
             "raw_wer": jiwer.wer(references, predictions),
             "raw_cer": jiwer.cer(references, predictions)}
+
+
+def compression_ratio(text: str) -> float:
+    """len(UTF-8 bytes) / len(zlib-compressed bytes): about 1 for prose, high for loops."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def is_loop(prediction: str, reference: str | None = None) -> bool:
+    """True when a transcript is a repetition loop (the decoder repeating until its limit).
+
+    Either its compression ratio is above LOOP_COMPRESSION_RATIO, or (with a reference) it
+    is longer than 2 x the reference + LOOP_EXTRA_CHARS characters. "dinger-dinger-dinger-…"
+    is both; a correct transcript is neither.
+    """
+    if compression_ratio(prediction) > LOOP_COMPRESSION_RATIO:
+        return True
+    return reference is not None and len(prediction) > 2 * len(reference) + LOOP_EXTRA_CHARS
+
+
+def word_insertions(references, predictions) -> int:
+    """Inserted words (jiwer's count, on normalize_text-ed text) over all pairs."""
+    normalized_refs = [normalize_text(text) for text in references]
+    normalized_preds = [normalize_text(text) for text in predictions]
+    return jiwer.process_words(normalized_refs, normalized_preds).insertions

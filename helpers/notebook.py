@@ -58,7 +58,8 @@ def setup(quiet: bool = True) -> dict[str, str]:
     """Print library versions and the device; silence known-noisy warnings. Returns the versions."""
     if quiet:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        warnings.filterwarnings("ignore", message=".*MatMul8bitLt: inputs will be cast.*")
+        from helpers.quiet import quiet_libraries
+        quiet_libraries()
         warnings.filterwarnings("ignore", category=FutureWarning)
         from transformers.utils import logging as hf_logging
         hf_logging.set_verbosity_error()

@@ -180,6 +180,28 @@ class MemoryCallback(TrainerCallback):
             state.log_history[-1].update(memory)
 
 
+class StepPrinter(TrainerCallback):
+    """Print one line per logging step: step, loss, seconds per step, time left.
+
+    The Trainer's own progress bar is a widget in a notebook, invisible where notebooks run
+    headless (`make demo`, papermill); a printed line reaches the terminal there too.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Remember where (and when) this training, or this resume, started."""
+        self.started, self.first_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """Print the line for a log entry that carries a training loss."""
+        if not state.is_world_process_zero or "loss" not in (logs or {}):
+            return
+        done = state.global_step - self.first_step
+        per_step = (time.perf_counter() - self.started) / max(done, 1)
+        left = per_step * (state.max_steps - state.global_step)
+        print(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}, "
+              f"{per_step:.1f} s/step, about {left / 60:.0f} min left", flush=True)
+
+
 @contextmanager
 def generation_mode(model):
     """Eval mode, KV cache on and (on CUDA) fp16 autocast for generate; restores train mode."""
@@ -198,13 +220,14 @@ def generation_mode(model):
 
 
 def transcription_wer(model, processor, clips: list[dict], batch_size: int = 8,
-                      max_new_tokens: int = 128) -> dict:
+                      max_new_tokens: int = 128, fallback: bool = True) -> dict:
     """WER/CER of real transcription (`generate`, greedy) of clips; never teacher-forced.
 
     clips: {"path", "sentence"} dicts. Language and task come from the model's
     generation_config (set by load_model); max_new_tokens is the recipe's generation
-    max length. Returns {"eval_wer", "eval_cer", "eval_raw_wer", "eval_raw_cer",
-    "eval_clips", "eval_seconds"}.
+    max length; fallback: Whisper's temperature fallback (seeded; the training's random
+    state is left as it was). Returns {"eval_wer", "eval_cer", "eval_raw_wer",
+    "eval_raw_cer", "eval_loops", "eval_clips", "eval_seconds"}.
     """
     from helpers.audio import load_audio
     from helpers.evaluate import score
@@ -214,10 +237,11 @@ def transcription_wer(model, processor, clips: list[dict], batch_size: int = 8,
     with generation_mode(model):
         for start in range(0, len(clips), batch_size):
             audios = [load_audio(clip["path"]) for clip in clips[start:start + batch_size]]
-            texts += transcribe_arrays(model, processor, audios, max_new_tokens=max_new_tokens)
+            texts += transcribe_arrays(model, processor, audios, max_new_tokens=max_new_tokens,
+                                       fallback=fallback)
     rates = score(clips, texts)
     return {"eval_wer": rates["wer"], "eval_cer": rates["cer"], "eval_raw_wer": rates["raw_wer"],
-            "eval_raw_cer": rates["raw_cer"], "eval_clips": rates["n"],
+            "eval_raw_cer": rates["raw_cer"], "eval_loops": rates["loops"], "eval_clips": rates["n"],
             "eval_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -233,10 +257,10 @@ class WerCallback(TrainerCallback):
 
     def __init__(self, processor, clips: list[dict], eval_steps: int, batch_size: int = 8,
                  best_dir: str | Path | None = None, base_source: str = "embedded",
-                 max_new_tokens: int = 128):
+                 max_new_tokens: int = 128, fallback: bool = True):
         self.processor, self.clips, self.eval_steps = processor, clips, eval_steps
         self.batch_size, self.base_source = batch_size, base_source
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.fallback = max_new_tokens, fallback
         self.best_dir = Path(best_dir) if best_dir else None
         self.best, self.pending = math.inf, None
 
@@ -252,7 +276,7 @@ class WerCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         self.pending = transcription_wer(model, self.processor, self.clips, self.batch_size,
-                                         self.max_new_tokens)
+                                         self.max_new_tokens, self.fallback)
         if self.best_dir is not None and self.pending["eval_wer"] < self.best:
             from helpers.adapters import save_adapter
 
@@ -282,12 +306,13 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
     collator = SpeechSeq2SeqCollator(
         processor=processor,
         decoder_start_token_id=model.config.decoder_start_token_id)
-    extra = [MemoryCallback()]
+    extra = [MemoryCallback(), StepPrinter()]
     if measures_wer(config) and clips:
         best = run.path / BEST_ADAPTER if config.keep_best_adapter else None
         extra.append(WerCallback(processor, clips, config.eval_steps, config.eval_batch_size,
                                  best, base_source=config.model,
-                                 max_new_tokens=config.generation_max_length))
+                                 max_new_tokens=config.generation_max_length,
+                                 fallback=config.decode_fallback))
     return Seq2SeqTrainer(
         model=model,
         args=training_arguments(config, run.checkpoints_dir),

@@ -2,16 +2,19 @@
 
 Usage:
     python -m helpers.transcribe [--model SOURCE] [--adapter DIR] [--language L]
-                                 [--precision P] [--batch-size N] PATH...
+                                 [--precision P] [--batch-size N] [--no-fallback] PATH...
 
 PATH is an audio file or a folder (searched recursively for audio files). One JSON object
 per file goes to stdout, `{"path": ..., "text": ...}`. A path that is missing or not audio
 gets a one-line error on stderr naming it, the others are still transcribed, and the exit
-status is 1.
+status is 1. Decoding uses Whisper's temperature fallback against repetition loops
+(`decoding_arguments`); --no-fallback decodes greedily only. stderr shows the progress bar
+and errors, nothing else.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -22,25 +25,67 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from helpers.quiet import quiet_libraries
 
 MAX_NEW_TOKENS = 128  # the recipe's generation max length
 MAX_SECONDS = 30  # Whisper's window: the feature extractor would silently cut longer audio
 
+# Whisper's own guard against repetition loops and garbage (OpenAI's decoder, paper
+# section 4.5): decode greedily; when the result compresses too well (a loop) or its mean
+# token log-probability is too low, decode again at the next temperature, by sampling.
+# transformers 5.24 applies these rules to clips under 30 s as well (generation_whisper.py,
+# generate_with_fallback). Its compression ratio is computed on token ids, where 1.35 is
+# the value its documentation gives for OpenAI's 2.4 on text.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_THRESHOLD = 1.35
+LOGPROB_THRESHOLD = -1.0
+DECODE_SEED = 0  # the sampling at temperatures > 0 is seeded: a run is reproducible
+
+
+def decoding_arguments(fallback: bool = True) -> dict:
+    """generate() arguments: Whisper's temperature fallback, or plain greedy decoding."""
+    if not fallback:
+        return {"temperature": 0.0}
+    return {"temperature": FALLBACK_TEMPERATURES,
+            "compression_ratio_threshold": COMPRESSION_RATIO_THRESHOLD,
+            "logprob_threshold": LOGPROB_THRESHOLD}
+
 
 def transcribe_arrays(model, processor, audios: list[np.ndarray],
-                      max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+                      max_new_tokens: int = MAX_NEW_TOKENS, fallback: bool = True) -> list[str]:
     """Transcribe 16 kHz mono float arrays in one batch; returns one string per array.
 
     Language and task come from `model.generation_config` (set by `load_model`), so the
-    same call serves English-only and multilingual models.
+    same call serves English-only and multilingual models. See `generate_ids`.
     """
-    inputs = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE,
-                                         return_tensors="pt")
+    ids = generate_ids(model, processor, audios, max_new_tokens, fallback)
+    return [text.strip() for text in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def generate_ids(model, processor, audios: list[np.ndarray],
+                 max_new_tokens: int = MAX_NEW_TOKENS, fallback: bool = True) -> torch.Tensor:
+    """Whisper's generate on a batch of 16 kHz arrays: (batch, tokens) ids of the new
+    tokens (no prompt), at most max_new_tokens of them.
+
+    fallback=True decodes with Whisper's temperature fallback (`decoding_arguments`), its
+    sampling seeded with DECODE_SEED without touching the caller's random state;
+    False decodes greedily only.
+    """
+    inputs = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                                         return_attention_mask=True)
     features = inputs.input_features.to(model.device, dtype=_input_dtype(model))
-    with torch.inference_mode():
-        ids = model.generate(input_features=features, max_new_tokens=max_new_tokens)
-    return [text.strip() for text in
-            processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    generation_config = copy.deepcopy(model.generation_config)
+    # Whisper's generate adds the prompt's length (start, language, task tokens) to
+    # max_length itself, so max_length = max_new_tokens caps the new tokens at that; passing
+    # max_new_tokens beside the model's max_length=448 instead draws a warning every call.
+    generation_config.max_new_tokens, generation_config.max_length = None, max_new_tokens
+    cuda = [model.device] if model.device.type == "cuda" else []
+    with torch.inference_mode(), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(DECODE_SEED)
+        ids = model.generate(input_features=features, generation_config=generation_config,
+                             attention_mask=inputs.attention_mask.to(model.device),
+                             **decoding_arguments(fallback))
+    return ids
 
 
 def _input_dtype(model) -> torch.dtype:
@@ -50,8 +95,12 @@ def _input_dtype(model) -> torch.dtype:
 
 
 def transcribe_paths(model, processor, paths: list[Path], batch_size: int = 8,
-                     progress: bool = True) -> Iterator[tuple[Path, str | None, str | None]]:
-    """Yield (path, text, error) for each path, in order; unreadable audio yields an error."""
+                     progress: bool = True, fallback: bool = True
+                     ) -> Iterator[tuple[Path, str | None, str | None]]:
+    """Yield (path, text, error) for each path, in order; unreadable audio yields an error.
+
+    fallback: Whisper's temperature fallback (see `decoding_arguments`), or greedy only.
+    """
     for start in tqdm(range(0, len(paths), batch_size), desc="transcribing",
                       disable=not progress, unit="batch"):
         batch = paths[start:start + batch_size]
@@ -62,7 +111,8 @@ def transcribe_paths(model, processor, paths: list[Path], batch_size: int = 8,
                 readable.append(path)
             except AudioError as error:
                 failed[path] = str(error)
-        texts = dict(zip(readable, transcribe_arrays(model, processor, audios))) if audios else {}
+        texts = dict(zip(readable, transcribe_arrays(model, processor, audios,
+                                                     fallback=fallback))) if audios else {}
         for path in batch:
             yield path, texts.get(path), failed.get(path)
 
@@ -119,12 +169,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--language", help="spoken language, e.g. hindi (multilingual models)")
     parser.add_argument("--precision", default="fp32", help="8bit, 4bit, fp16 or fp32 (default fp32)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--no-fallback", action="store_true",
+                        help="greedy decoding only, without Whisper's temperature fallback "
+                             "against repetition loops (for comparison)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Transcribe the given paths; print JSON lines; return the exit status."""
     args = parse_args(argv)
+    quiet_libraries()
     files, errors = expand_paths(args.paths)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
@@ -135,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        for path, text, error in transcribe_paths(model, processor, files, args.batch_size):
+        for path, text, error in transcribe_paths(model, processor, files, args.batch_size,
+                                                  fallback=not args.no_fallback):
             if error:
                 errors.append(error)
                 print(f"error: {error}", file=sys.stderr)

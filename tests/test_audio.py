@@ -49,7 +49,7 @@ def test_resampled_content_matches_the_sine(tmp_path, ext):
 def test_16k_wav_is_returned_unchanged(tmp_path):
     data = np.random.default_rng(0).uniform(-0.9, 0.9, 4000).astype(np.float32)
     path = write_audio(tmp_path / "noise.wav", data, SAMPLE_RATE)
-    np.testing.assert_array_equal(load_audio(path), data)
+    np.testing.assert_array_equal(load_audio(path), data)  # stored and read back: no arithmetic
 
 
 def test_stereo_is_averaged_to_mono(tmp_path):

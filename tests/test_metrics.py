@@ -88,3 +88,34 @@ def test_errors():
         error_rates(["", " ?! "], ["x", ""])
     with pytest.raises(ValueError, match="empty after normalization"):
         error_rates([], [])
+
+
+# ---------------------------------------------------------------- loops and insertions
+
+LOOP = "Come and pre-roga-dinger-" + "dinger-" * 40
+
+
+def test_a_repetition_loop_is_a_loop_and_sentences_are_not():
+    from helpers.metrics import compression_ratio, is_loop
+
+    assert is_loop(LOOP) and is_loop(LOOP, "Tom and Priya are getting married in June.")
+    for sentence in ("Tom and Priya are getting married in June.", HINDI, MARATHI,
+                     "मैं कल सुबह सात बजे दिल्ली से मुंबई जाने वाली रेलगाड़ी पकड़ूँगा और शाम तक वहाँ पहुँच जाऊँगा।"):
+        assert compression_ratio(sentence) < 2 and not is_loop(sentence, sentence)
+
+
+def test_a_transcript_far_longer_than_its_reference_is_a_loop():
+    from helpers.metrics import is_loop
+
+    reference = "yes"  # 3 characters: more than 2 x 3 + 10 = 16 characters loops
+    assert not is_loop("yes, I think so.", reference)          # 16 characters
+    assert is_loop("yes, I think so, yes.", reference)         # 21 characters, not compressible
+    assert not is_loop("yes, I think so, yes.")                # no reference: the ratio alone
+
+
+def test_word_insertions_count_jiwers_inserted_words():
+    from helpers.metrics import word_insertions
+
+    # "the cat sat" -> "the cat sat down": 1 insertion; "hello world" -> "hello": none
+    assert word_insertions(["the cat sat", "hello world"], ["the cat sat down", "hello"]) == 1
+    assert word_insertions(["dinger"], [LOOP]) > 40  # normalization splits the hyphens

@@ -4,6 +4,7 @@ import pytest
 from datasets import IterableDataset
 
 from fixtures.tiny_runs import tiny_model_dir
+from fixtures.tolerances import LOG_MEL_ATOL, assert_log_mel_close
 from helpers.config import make_config, start_run
 from helpers.features import prepare_features
 from helpers.models import load_processor
@@ -28,8 +29,9 @@ def test_stream_gives_notebook_01s_features_in_a_shuffled_order(processor):
     for row in stored:
         assert streamed[row["audio"]]["labels"] == row["labels"]
         streamed_row = streamed[row["audio"]]
-        assert streamed_row["mel_pad"] == row["mel_pad"]
-        assert np.array_equal(streamed_row["mel_frames"], row["mel_frames"])
+        # the same mel_frames code on both sides, but it may run with other thread counts
+        assert streamed_row["mel_pad"] == pytest.approx(row["mel_pad"], abs=LOG_MEL_ATOL)
+        assert_log_mel_close(streamed_row["mel_frames"], row["mel_frames"])
     assert [row["audio"] for row in stream] != list(stored["audio"])  # shuffled
 
 

@@ -65,7 +65,8 @@ print(linear_layer_kinds(model))
 from helpers.evaluate import predict, score
 
 clips = run.read_jsonl("test_clips.jsonl", "notebook 01")[:8]
-texts = predict(model, processor, clips, batch_size=config.eval_batch_size)
+texts = predict(model, processor, clips, batch_size=config.eval_batch_size,
+                fallback=config.decode_fallback)
 for clip, text in list(zip(clips, texts))[:3]:
     print(f"ref: {clip['sentence']}\nhyp: {text}\n")
 quick = score(clips, texts)

@@ -41,6 +41,7 @@ LORA_DROPOUT = None        # dropout on the LoRA branch (None: the run's, 0.05)
 LORA_TARGET_MODULES = None  # adapted layers, e.g. ["q_proj", "k_proj", "v_proj", "out_proj"] (None: q_proj, v_proj)
 EVAL_STEPS = None          # WER by generate on dev clips every N steps (None: the preset's; 0: never)
 EVAL_MAX_CLIPS = None      # dev clips transcribed each time (None: the preset's)
+DECODE_FALLBACK = None     # False: greedy decoding only in those transcriptions, no loop guard (None: the run's, True)
 KEEP_BEST_ADAPTER = None   # keep the lowest-WER adapter in adapter_best/ (None: the preset's)
 STREAMING = None           # True: features computed on the fly, never saved (needs MAX_STEPS > 0)
 RESUME = False             # True: continue from the last complete checkpoint (after a crash or disconnect)
@@ -59,6 +60,7 @@ run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num
                            learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE,
                            logging_steps=LOGGING_STEPS, save_steps=SAVE_STEPS, precision=PRECISION,
                            eval_steps=EVAL_STEPS, eval_max_clips=EVAL_MAX_CLIPS,
+                           decode_fallback=DECODE_FALLBACK,
                            keep_best_adapter=KEEP_BEST_ADAPTER, streaming=STREAMING)
 lora = {key: value for key, value in {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": LORA_DROPOUT,
                                       "target_modules": LORA_TARGET_MODULES}.items() if value is not None}

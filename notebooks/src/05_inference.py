@@ -11,11 +11,13 @@ RUN_NAME = "demo"          # the run directory written by 01-04
 RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
 PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded" or "blog"
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
+DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
 
 # %%
 from helpers.config import stage_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, eval_batch_size=EVAL_BATCH_SIZE)
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, eval_batch_size=EVAL_BATCH_SIZE,
+                           decode_fallback=DECODE_FALLBACK)
 clips = run.read_jsonl("test_clips.jsonl", "notebook 01")
 print(len(clips), "test clips")
 
@@ -32,15 +34,22 @@ model.eval();
 
 # %% [markdown]
 # ## Transcribe the test split twice
-# Batched `generate` with greedy decoding, up to 128 new tokens (the recipe's
-# generation length). Language and task come from the model's generation config.
+# Batched `generate`, up to 128 new tokens (the recipe's generation length); language and
+# task come from the model's generation config. Decoding is greedy, with Whisper's own
+# guard against repetition loops, a known failure of fine-tuned Whisper (PEFT issue 380):
+# a transcript that compresses too well (a loop) or that the model itself finds unlikely
+# (mean log-probability under -1) is decoded again by sampling at temperature 0.2, then
+# 0.4, ... 1.0, seeded so that a run is reproducible. `DECODE_FALLBACK = False` turns the
+# guard off, to see what it prevents; notebook 06 counts the loops either way.
 
 # %%
 from helpers.evaluate import predict
 
 with model.disable_adapter():
-    base_texts = predict(model, processor, clips, batch_size=config.eval_batch_size)
-finetuned_texts = predict(model, processor, clips, batch_size=config.eval_batch_size)
+    base_texts = predict(model, processor, clips, batch_size=config.eval_batch_size,
+                         fallback=config.decode_fallback)
+finetuned_texts = predict(model, processor, clips, batch_size=config.eval_batch_size,
+                          fallback=config.decode_fallback)
 predictions = [{"path": clip["path"], "reference": clip["sentence"], "base": base, "finetuned": tuned}
                for clip, base, tuned in zip(clips, base_texts, finetuned_texts)]
 run.write_jsonl("predictions.jsonl", predictions);

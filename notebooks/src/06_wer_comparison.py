@@ -39,6 +39,19 @@ bar_chart({"base": {"WER": metrics["base_wer"], "CER": metrics["base_cer"],
           title=f"{config.model} on {metrics['n_test']} test clips");
 
 # %% [markdown]
+# ## Repetition loops and inserted words
+# A fine-tuned Whisper sometimes repeats a phrase until it runs out of tokens. One such
+# clip adds dozens of inserted words, so normalized WER can come out above raw WER.
+# A transcript counts as a loop when zlib compresses it more than 2.4 times (prose stays
+# under 2) or when it is over twice its reference's length plus 10 characters
+# (`helpers.metrics.is_loop`). The table above gives the counts; the clips are listed here.
+
+# %%
+from helpers.evaluate import looping_clips
+
+looping_clips(predictions)
+
+# %% [markdown]
 # ## Cost of the fine-tuning, next to the blog's claims
 # What training took, from notebook 04's records. Peak memory is GPU memory when the run
 # had a GPU; on a CPU it is the process's resident memory, which the blog's GPU figure
