@@ -100,8 +100,8 @@ def fetch_mdc(source: str, root=None) -> Path:
     return find_locale(target, source)
 
 
-def mdc_api_key() -> str:
-    """Make sure $MDC_API_KEY is set (from Colab's secret store if need be); returns it.
+def mdc_api_key() -> None:
+    """Make sure $MDC_API_KEY is set (from Colab's secret store if need be), for the client.
 
     CorpusAccessError, saying how to create and store a key, when there is none.
     """
@@ -114,7 +114,6 @@ def mdc_api_key() -> str:
             "(Secrets) in the "
             f"left bar, add a secret named {MDC_KEY} with the key as its value and switch on "
             f"'Notebook access' (elsewhere: export {MDC_KEY}=...). Run this cell again.")
-    return os.environ[MDC_KEY]
 
 
 def _client():

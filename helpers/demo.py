@@ -63,9 +63,10 @@ def run_all(run_name: str = "demo", preset: str = "embedded", extra: dict | None
 
     run = RunDir(run_name, runs_root)
     timeout = make_config(preset).cell_timeout
-    parameters = {"RUN_NAME": run_name, "PRESET": preset, **(extra or {})}
-    if runs_root is not None:
-        parameters["RUNS_ROOT"] = str(runs_root)
+    # The folder this process resolved, passed on: the kernels then use the same run directory
+    # even where their default would differ (a kernel on Colab defaults to Google Drive).
+    parameters = {"RUN_NAME": run_name, "PRESET": preset, **(extra or {}),
+                  "RUNS_ROOT": str(run.path.parent)}
     for notebook in notebooks or notebook_paths():
         started = time.perf_counter()
         print(f"running {notebook.name} ...", flush=True)

@@ -65,7 +65,6 @@ def test_colab_secrets_go_to_the_environment_only(on_colab, monkeypatch, capsys)
 
 # ------------------------------------------------------------------ the install
 def test_unmet_requirements_are_checked_against_installed_versions(tmp_path):
-    import jiwer  # noqa: F401  (installed in the test environment)
     from importlib.metadata import version
 
     requirements = tmp_path / "req.txt"

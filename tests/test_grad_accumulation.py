@@ -38,7 +38,7 @@ def test_batch_8_and_batch_4_accumulated_twice_take_the_same_step(tmp_path):
     run, config = prepared_run(tmp_path, "accumulation", model=str(model), precision="fp32",
                                train_clips=8, test_clips=1, max_steps=1, logging_steps=1,
                                save_steps=100, warmup_steps=0, lr_scheduler="constant",
-                               learning_rate=0.5, eval_steps=None,
+                               learning_rate=0.5, eval_steps=None, gradient_checkpointing=False,
                                lora={"r": 8, "alpha": 16, "dropout": 0.0,
                                      "target_modules": ["q_proj", "v_proj"], "bias": "none"})
     dataset = equal_length_labels(load_from_disk(str(run.features_dir("train"))))
