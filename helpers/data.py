@@ -5,7 +5,11 @@ str) and a "sentence" column (the transcript), plus the source's other columns. 
 decoded later by `helpers.audio` (soundfile), never by `datasets` (torchcodec).
 
 Sources (see `load_corpus`):
-- a Common Voice locale folder (`clips/` + `<split>.tsv`) or a release root plus locale;
+- "mdc:<id>" (Common Voice from the Mozilla Data Collective) or "fleurs:<config>"
+  (google/fleurs), fetched once by helpers.corpora;
+- a Common Voice locale folder (`clips/` + `<split>.tsv`, any release since 13.0: extra
+  columns and files such as clip_durations.tsv or README.md are ignored) or a release root
+  plus locale;
 - an audio folder with `metadata.csv` (or `<split>.csv`, `<split>/metadata.csv`), or a CSV;
 - a Hugging Face Hub dataset id (only where the Hub can be reached, e.g. on Colab).
 
@@ -41,6 +45,18 @@ TEXT_COLUMNS = ("sentence", "text", "transcription", "transcript", "normalized_t
 CV_SPLITS_HINT = "train, dev, test, validated, other, invalidated"
 AUDIO_CACHE = Path(os.environ.get("WHISPER_LORA_AUDIO_CACHE",
                                   Path.home() / ".cache" / "whisper-lora-8bit" / "audio"))
+
+
+def audio_cache() -> Path:
+    """Where audio from Hub datasets is written: $WHISPER_LORA_AUDIO_CACHE, else on Colab
+    on Google Drive beside the runs (the next notebook runs in another runtime and reads
+    these files), else ~/.cache/whisper-lora-8bit/audio."""
+    from helpers.colab import in_colab
+    from helpers.corpora import corpora_root
+
+    if os.environ.get("WHISPER_LORA_AUDIO_CACHE") or not in_colab():
+        return AUDIO_CACHE
+    return corpora_root() / "audio"
 
 
 # ----------------------------------------------------------------------------- tables
@@ -245,7 +261,7 @@ def hub_to_corpus(dataset: Dataset, text_column: str | None = None,
         raise ValueError(f"no audio column {audio_column!r}; columns are {names}. "
                          "Pass audio_column=...")
     text_column = text_column or _pick_column(names, TEXT_COLUMNS, Path("dataset"), "text")
-    audio_dir = Path(audio_dir or AUDIO_CACHE)
+    audio_dir = Path(audio_dir or audio_cache())
     audio_dir.mkdir(parents=True, exist_ok=True)
     dataset = dataset.cast_column(audio_column, Audio(decode=False))
     dataset = dataset.map(_audio_file, fn_kwargs={"audio_column": audio_column,
@@ -271,7 +287,7 @@ def load_hub_dataset(name: str, config: str | None = None, split: str = "train",
         raise ValueError("trust_remote_code is refused: this project never runs a dataset's "
                          "own code. Use a dataset published as files (parquet, audio folder).")
     dataset = datasets.load_dataset(name, config, split=split, **load_kwargs)
-    default_dir = AUDIO_CACHE / "_".join(str(p).replace("/", "--") for p in (name, config, split))
+    default_dir = audio_cache() / "_".join(str(p).replace("/", "--") for p in (name, config, split))
     return hub_to_corpus(dataset, text_column, audio_column, audio_dir or default_dir)
 
 
@@ -283,7 +299,12 @@ def _looks_like_local_path(source: str) -> bool:
 
 
 def corpus_kind(source) -> str:
-    """Classify `source`: "common_voice", "audio_folder" or "hub" (see `load_corpus`)."""
+    """Classify `source`: "mdc", "fleurs", "common_voice", "audio_folder" or "hub"
+    (see `load_corpus`)."""
+    from helpers.corpora import is_fleurs, is_mdc
+
+    if is_mdc(source) or is_fleurs(source):
+        return "mdc" if is_mdc(source) else "fleurs"
     path = Path(source).expanduser()
     if path.is_file():
         return "audio_folder"
@@ -306,11 +327,21 @@ def load_corpus(source, split: str = "train", *, locale: str | None = None,
                 **hub_kwargs) -> Dataset:
     """Load `split` of `source` with our schema ("audio" path + "sentence").
 
-    `source` is a Common Voice locale folder (or release root + `locale`), an audio folder
-    with metadata.csv / a CSV file, or else a Hub dataset id (`config`, `text_column` and
-    `hub_kwargs` are for that case).
+    `source` is "mdc:<id>" (Common Voice from the Mozilla Data Collective, downloaded once),
+    "fleurs:<config>" (google/fleurs' Parquet files; `text_column` may pick
+    raw_transcription), a Common Voice locale folder (or release root + `locale`), an audio
+    folder with metadata.csv / a CSV file, or else a Hub dataset id (`config`,
+    `text_column` and `hub_kwargs` are for that case). See helpers.corpora.
     """
     kind = corpus_kind(source)
+    if kind == "mdc":
+        from helpers.corpora import fetch_mdc
+
+        return load_common_voice(fetch_mdc(source), split)
+    if kind == "fleurs":
+        from helpers.corpora import load_fleurs
+
+        return load_fleurs(source, split, text_column)
     if kind == "common_voice":
         return load_common_voice(source, split, locale)
     if kind == "audio_folder":

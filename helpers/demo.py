@@ -37,10 +37,11 @@ def declared_parameters(notebook: Path) -> set[str]:
     raise ValueError(f"{notebook}: no cell tagged 'parameters'")
 
 
-def run_notebook(notebook: Path, run: RunDir, parameters: dict, timeout: int = 1800,
+def run_notebook(notebook: Path, run: RunDir, parameters: dict, timeout: int | None = 1800,
                  echo: bool = True) -> Path:
     """Execute one notebook with the parameters it declares; returns the executed copy's path.
 
+    timeout: seconds one cell may run (None: no limit; see RunConfig.cell_timeout).
     echo: what the notebook's cells print (e.g. notebook 04's line per logging step) also
     goes to this process's stdout/stderr, indented, so a headless run shows its progress.
     """
@@ -94,15 +95,23 @@ class _Indented:
 
 def run_all(run_name: str = "demo", preset: str = "embedded", extra: dict | None = None,
             runs_root=None, notebooks: list[Path] | None = None) -> RunDir:
-    """Execute the notebooks in order into one run directory; returns it."""
+    """Execute the notebooks in order into one run directory; returns it.
+
+    Each cell may run for the preset's `cell_timeout` seconds (none for the blog presets,
+    whose training cell takes hours).
+    """
+    from helpers.config import make_config
+
     run = RunDir(run_name, runs_root)
-    parameters = {"RUN_NAME": run_name, "PRESET": preset, **(extra or {})}
-    if runs_root is not None:
-        parameters["RUNS_ROOT"] = str(runs_root)
+    timeout = make_config(preset).cell_timeout
+    # The folder this process resolved, passed on: the kernels then use the same run directory
+    # even where their default would differ (a kernel on Colab defaults to Google Drive).
+    parameters = {"RUN_NAME": run_name, "PRESET": preset, **(extra or {}),
+                  "RUNS_ROOT": str(run.path.parent)}
     for notebook in notebooks or notebook_paths():
         started = time.perf_counter()
         print(f"running {notebook.name} ...", flush=True)
-        run_notebook(notebook, run, parameters)
+        run_notebook(notebook, run, parameters, timeout)
         print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
     return run
 

@@ -6,6 +6,8 @@ import os
 import platform
 import warnings
 
+from helpers.colab import load_colab_secret
+
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets",
              "jiwer", "soundfile", "soxr")
 
@@ -31,27 +33,13 @@ def device_description() -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def in_colab() -> bool:
-    """True inside a Google Colab runtime."""
-    import sys
-    return "google.colab" in sys.modules
-
-
 def load_hub_token() -> bool:
     """On Colab, copy the secret HF_TOKEN (Colab's secret store, key icon) into this process.
 
     The token goes into os.environ only: never into a cell, a log or the run directory.
     Returns True if a token was found. Public models and data need none.
     """
-    if not in_colab() or os.environ.get("HF_TOKEN"):
-        return bool(os.environ.get("HF_TOKEN"))
-    try:
-        from google.colab import userdata  # type: ignore[import-not-found]
-        token = userdata.get("HF_TOKEN")
-    except Exception:  # the secret is absent or notebook access to it was not granted
-        return False
-    os.environ["HF_TOKEN"] = token
-    return True
+    return load_colab_secret("HF_TOKEN")
 
 
 def setup(quiet: bool = True) -> dict[str, str]:

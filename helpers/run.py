@@ -123,26 +123,36 @@ class RunDir:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
-DRIVE_RUNS = Path("/content/drive/MyDrive/whisper-lora-8bit/runs")
+DRIVE_RUNS = Path("/content/drive/MyDrive/whisper-lora-8bit/runs")  # on Colab (see drive_runs)
+
+
+def drive_runs() -> Path:
+    """The runs folder on Google Drive: DRIVE_RUNS on Colab (tests may move the mount point)."""
+    from helpers.colab import drive_home
+
+    return drive_home() / "runs"
 
 
 def resolve_runs_root(root: str | Path | None) -> Path:
-    """None -> runs/ in this repository; "drive" -> Google Drive (mounted on Colab); else the path.
+    """The folder that holds run directories; mounts Google Drive when it lies there.
 
-    A run directory on Drive survives a Colab disconnect; the notebooks then pick up from
-    the files already written.
+    None -> on Colab, Google Drive (DRIVE_RUNS): every notebook opened from its badge runs
+    in its own runtime, and Drive is what they share (it also survives a disconnect);
+    elsewhere runs/ in this repository. "drive" -> Google Drive (Colab only). Any other
+    value is a folder path (mounted first if it is under /content/drive).
     """
+    from helpers.colab import ensure_drive, in_colab
+
     if root is None or root == "":
-        return REPO_ROOT / "runs"
-    if str(root) == "drive":
-        try:
-            from google.colab import drive  # type: ignore[import-not-found]
-        except ImportError as error:
+        root = drive_runs() if in_colab() else REPO_ROOT / "runs"
+    elif str(root) == "drive":
+        if not in_colab():
             raise RuntimeError('RUNS_ROOT = "drive" works on Google Colab only; '
-                               "elsewhere give a folder path") from error
-        drive.mount("/content/drive")
-        return DRIVE_RUNS
-    return Path(root)
+                               "elsewhere give a folder path")
+        root = drive_runs()
+    root = Path(root).expanduser()
+    ensure_drive(root)
+    return root
 
 
 def write_text_atomic(path: Path, text: str) -> None:

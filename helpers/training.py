@@ -296,6 +296,20 @@ class WerCallback(TrainerCallback):
         self.pending = None
 
 
+class SpeechTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer whose loss is divided by the gradient accumulation steps.
+
+    Whisper's (and PEFT's) forward takes **kwargs, so the Trainer assumes the model sums
+    its loss over `num_items_in_batch` and leaves it undivided under accumulation; but
+    Whisper's loss is a plain mean over the batch's label tokens. Undivided, N accumulated
+    micro-batches log N times the loss and take N times the gradient (and clipping bites
+    N times too early). `loss_is_scaled_for_ga = False` is the Trainer's switch for a loss
+    that still needs the division (transformers 5 `Trainer.training_step`).
+    """
+
+    loss_is_scaled_for_ga = False
+
+
 def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDir,
                   callbacks: list | None = None, clips: list[dict] | None = None) -> Seq2SeqTrainer:
     """A Seq2SeqTrainer over `train_dataset` whose checkpoints go to run/checkpoints.
@@ -313,7 +327,7 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
                                  best, base_source=config.model,
                                  max_new_tokens=config.generation_max_length,
                                  fallback=config.decode_fallback))
-    return Seq2SeqTrainer(
+    return SpeechTrainer(
         model=model,
         args=training_arguments(config, run.checkpoints_dir),
         data_collator=collator,

@@ -27,6 +27,9 @@ SOURCES = NOTEBOOKS / "src"
 END_TO_END = ROOT / "colab" / "whisper_lora_t4.ipynb"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
+COLAB_NOTE = ("> **On Colab** each notebook opened from its badge runs in its own runtime; the six "
+              "share one run through Google Drive (`RUNS_ROOT = None` keeps it in "
+              "`MyDrive/whisper-lora-8bit/runs/`, and Colab asks once per runtime to mount Drive).")
 
 
 def parse_cells(text: str) -> list[tuple[str, str, list[str]]]:
@@ -72,11 +75,11 @@ def setup_cell() -> tuple[str, str, list[str]]:
     return ("code", (SOURCES / "_setup.py").read_text().strip("\n"), [])
 
 
-def with_badge(cells: list, relative_path: str) -> list:
-    """Insert the Colab badge as the second line of the first (title) markdown cell."""
+def with_badge(cells: list, relative_path: str, note: str = COLAB_NOTE) -> list:
+    """Insert the Colab badge (and the note on Drive) under the first (title) markdown cell's title."""
     kind, text, tags = cells[0]
     title, _, rest = text.partition("\n")
-    return [(kind, f"{title}\n\n{badge(relative_path)}\n{rest}", tags), *cells[1:]]
+    return [(kind, f"{title}\n\n{badge(relative_path)}\n\n{note}\n{rest}", tags), *cells[1:]]
 
 
 def notebook(cells: list) -> dict:
@@ -115,8 +118,11 @@ def build_end_to_end(sources: list[Path]) -> dict:
              f"{badge('colab/whisper_lora_t4.ipynb')}\n\n"
              "All six stages of `notebooks/01`-`06` in one runtime, generated from the same "
              "sources (`scripts/build_notebooks.py`), so the two cannot drift. Choose "
-             "*Runtime → Change runtime type → T4 GPU*, set `CORPUS` to your Common Voice "
-             "release folder (see the README), and run all cells.", [])
+             "*Runtime → Change runtime type → T4 GPU* and run all cells. `PRESET = \"blog\"` "
+             "downloads Common Voice Hindi from the Mozilla Data Collective (a free API key, "
+             "stored as the Colab secret `MDC_API_KEY`); `PRESET = \"blog-fleurs\"` trains on "
+             "FLEURS Hindi with no sign-in (see the README). The run directory is kept on "
+             "Google Drive (`MyDrive/whisper-lora-8bit/runs/`), so a disconnect loses nothing.", [])
     cells = [intro, setup_cell(), ("code", merged_parameters(sources), ["parameters"])]
     for source in sources:
         stage = [c for c in parse_cells(source.read_text()) if "parameters" not in c[2]]

@@ -44,7 +44,12 @@ def test_presets_follow_the_recipe():
     assert (blog.warmup_steps, blog.num_train_epochs, blog.fp16) == (50, 3.0, True)
     embedded = make_config("embedded")
     assert embedded.lora == blog.lora and embedded.precision == "8bit"
-    assert set(PRESETS) == {"blog", "embedded"}
+    assert set(PRESETS) == {"blog", "blog-fleurs", "embedded"}
+    fleurs = make_config("blog-fleurs")
+    assert fleurs.corpus == "fleurs:hi_in" and blog.corpus.startswith("mdc:")
+    assert {k: v for k, v in vars(fleurs).items() if k not in ("preset", "corpus", "text_column")} \
+        == {k: v for k, v in vars(blog).items() if k not in ("preset", "corpus", "text_column")}
+    assert blog.cell_timeout is None and embedded.cell_timeout == 1800
 
 
 def test_overrides_are_case_insensitive_and_none_is_ignored():

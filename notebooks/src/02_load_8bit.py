@@ -8,8 +8,8 @@
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01
-RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded" or "blog"
+RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
 PRECISIONS = ["fp32", "fp16", "8bit", "4bit"]  # which precisions to load and measure
 
 # %%
