@@ -27,6 +27,7 @@ CORPUS_CONFIG = None       # Hub datasets only: the configuration (e.g. a langua
 TEXT_COLUMN = None         # Hub/CSV/FLEURS corpora: the transcript column (None: sentence/text/transcription; FLEURS: "raw_transcription" keeps case and punctuation)
 MAX_TRAIN_CLIPS = None     # cap the training clips (None: all)
 MAX_TEST_CLIPS = None      # cap the test clips (None: all)
+SEED = None                # seeds LoRA's initialization and the order of the training data (None: the preset's, 42)
 
 # %% [markdown]
 # ## The run directory and its settings
@@ -39,7 +40,7 @@ from helpers.config import start_run
 
 run, config = start_run(RUN_NAME, PRESET, RUNS_ROOT, model=MODEL, language=LANGUAGE, corpus=CORPUS,
                         corpus_config=CORPUS_CONFIG, text_column=TEXT_COLUMN,
-                        max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS)
+                        max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS, seed=SEED)
 print(run)
 config
 
