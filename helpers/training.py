@@ -159,10 +159,19 @@ def eval_clips(config: RunConfig, tokenizer) -> list[dict]:
 
 
 def peak_memory_bytes() -> dict[str, int]:
-    """Peak memory so far: GPU allocated/reserved on CUDA, else the process's peak RSS."""
+    """Peak memory so far: on CUDA allocated, reserved and device-level; else the peak RSS.
+
+    "gpu_device" is what nvidia-smi shows at the peak: the peak reservation plus what the
+    GPU holds beyond the allocator's current reservation (the CUDA context, cuBLAS). It
+    counts every process on the GPU, so it is this run's figure when the run is alone there
+    (as on Colab).
+    """
     if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        outside = max(total - free - torch.cuda.memory_reserved(), 0)
         return {"gpu_allocated": torch.cuda.max_memory_allocated(),
-                "gpu_reserved": torch.cuda.max_memory_reserved()}
+                "gpu_reserved": torch.cuda.max_memory_reserved(),
+                "gpu_device": outside + torch.cuda.max_memory_reserved()}
     from helpers.process_memory import peak_rss_bytes
 
     return {"process_rss": peak_rss_bytes()}
@@ -288,7 +297,7 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
         extra.append(WerCallback(processor, clips, config.eval_steps, config.eval_batch_size,
                                  best, base_source=config.model,
                                  max_new_tokens=config.generation_max_length))
-    return Seq2SeqTrainer(
+    trainer = Seq2SeqTrainer(
         model=model,
         args=training_arguments(config, run.checkpoints_dir),
         data_collator=collator,
@@ -296,6 +305,12 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
         processing_class=processor.feature_extractor,
         callbacks=[*extra, *(callbacks or [])],
     )
+    # Whisper's forward takes **kwargs, so the Trainer assumes it divides its loss by
+    # num_items_in_batch and skips the division by the accumulation steps; Whisper's loss is
+    # a plain mean, so with gradient accumulation the loss and gradients came out N times
+    # too large (tests/test_gpu.py, also run on the CPU). Whisper ignores num_items_in_batch.
+    trainer.model_accepts_loss_kwargs = False
+    return trainer
 
 
 # ---------------------------------------------------------------- checkpoints and resume
