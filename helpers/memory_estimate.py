@@ -1,7 +1,7 @@
 """Predict the peak memory of one Whisper training step, before buying or renting the GPU.
 
-Three methods: full fine-tuning (fp16 mixed precision + AdamW), LoRA on an 8-bit base and
-LoRA on a 4-bit (NF4) base, on "cuda" (fp16 autocast, as the Trainer runs with fp16=True)
+Four methods: full fine-tuning (fp16 mixed precision + AdamW), LoRA on an fp16 base, LoRA on
+an 8-bit base and LoRA on a 4-bit (NF4) base, on "cuda" (fp16 autocast, as the Trainer runs with fp16=True)
 or "cpu" (float32, as the Trainer runs there). Batch B, encoder frames Te (1500 for 30 s),
 label tokens Td (default 64), width d, feed-forward width f, heads h, vocabulary V, LoRA
 rank r. Every term below is a tensor that autograd keeps for the backward pass; it was
@@ -11,15 +11,17 @@ then checked tensor by tensor on the CPU (tests/test_memory_estimate.py).
 Peak = static + activations at the worst moment:
 
 static
-  weights     full: 4 bytes/param. 8-bit: 1 byte per Linear weight in the layers + a float32
-              scale per output row; 4-bit: 0.5 byte + 1/64 (8-bit block absmax, block 64)
-              + 4/(64*256) (its float32 absmax, double quantization); everything else
-              (embeddings, convs, layer norms, biases, positions) float32.
+  weights     full: 4 bytes/param. fp16 base: 2 bytes/param (every weight). 8-bit: 1 byte per
+              Linear weight in the layers + a float32 scale per output row; 4-bit: 0.5 byte
+              + 1/64 (8-bit block absmax, block 64) + 4/(64*256) (its float32 absmax, double
+              quantization); everything else (embeddings, convs, layer norms, biases,
+              positions) float32 on the quantized bases.
   training    full: gradients 4 + AdamW moments 8 bytes per trainable param (fused AdamW,
               no extra copies). LoRA: 16 bytes per adapter param (weight, grad, 2 moments).
   casts       cuda, full: autocast's float16 copy of every Linear/Conv weight (2 bytes each),
-              kept until the backward pass. cuda, LoRA: the float16 copy of the (tied,
-              frozen) output projection V x d, kept for the backward pass.
+              kept until the backward pass. cuda, LoRA on 8/4 bits: the float16 copy of the
+              (tied, frozen) output projection V x d, kept for the backward pass (an fp16
+              base needs no copy).
 activations, per sample (x B)
   encoder layer, per frame (Te):  4d layer input + 16 (layer-norm statistics)
       + 3a*d q,k,v + a*d attention output + 4h log-sum-exp (SDPA, no T x T matrix)
@@ -37,9 +39,11 @@ activations, per sample (x B)
                   float32, inside its autograd context; on cuda out_proj's input is the
                   attention output itself)
       4-bit:      nothing (bitsandbytes keeps only the weight)
-  a (activation bytes) = 2 on cuda (autocast float16), 4 on cpu; m (dropout mask bytes)
-  = 1 on cuda (bool), 4 on cpu (float); g = a for full fine-tuning, 4 for LoRA (the
-  frozen bitsandbytes layers return float32).
+      fp16 base:  nothing (a frozen Linear needs only its weight for the input gradient)
+  a (activation bytes) = 2 on cuda (autocast float16) and for an fp16 base, 4 on cpu; m
+  (dropout mask bytes) = 1 on cuda (bool), a on cpu; g = a for full fine-tuning and an fp16
+  base, 4 for LoRA on 8/4 bits (the frozen bitsandbytes layers return float32). The
+  residual stream (layer inputs, the "4d" terms) is float32, float16 (2d) on an fp16 base.
   plus: the conv front end (5 a*d per frame when it is part of the graph), the encoder
   output, the final layer norms, the float32 log-softmax 4V per label token (the logits
   are dropped with the model outputs, as the Trainer does).
@@ -64,7 +68,7 @@ worst moment
   LoRA without checkpointing: the first encoder layer keeps a little less than counted
   (nothing before it needs a gradient); the estimate is that much high.
 
-Assumptions (not measured on a GPU yet: benchmarks/gpu_memory.py measures them):
+Assumptions (not measured on a GPU yet: benchmarks/gpu_check.py measures them):
   SDPA uses a flash or memory-efficient kernel on cuda (true for T4 and newer) and its
   output needs no copy before out_proj; the CUDA allocator reserves RESERVED_FACTOR x the
   allocated peak; the CUDA context takes CUDA_CONTEXT_BYTES outside PyTorch's counters;
@@ -80,7 +84,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-METHODS = ("full_fp16", "lora_8bit", "lora_4bit")
+METHODS = ("full_fp16", "lora_fp16", "lora_8bit", "lora_4bit")
 CHECKPOINTING = ("none", "non-reentrant", "reentrant")
 DEVICES = ("cuda", "cpu")
 LABEL_LENGTH = 64            # typical label tokens of a Common Voice sentence (prefix + text + eos)
@@ -116,13 +120,23 @@ class Setup:
 
     @property
     def a(self) -> int:
-        """Bytes of an autocast activation: fp16 on cuda, fp32 on cpu."""
-        return 2 if self.device == "cuda" else 4
+        """Bytes of an autocast activation: fp16 on cuda (and for an fp16 base), fp32 on cpu."""
+        return 2 if self.device == "cuda" or self.method == "lora_fp16" else 4
+
+    @property
+    def h(self) -> int:
+        """Bytes of one residual-stream element (layer inputs): fp16 for an fp16 base, else fp32."""
+        return 2 if self.method == "lora_fp16" else 4
 
     @property
     def mask(self) -> int:
-        """Bytes of one dropout-mask element (bool on cuda, float on cpu); 0 without dropout."""
-        return 0 if not self.lora_dropout else (1 if self.device == "cuda" else 4)
+        """Bytes of one dropout-mask element (bool on cuda, as the input on cpu); 0 without dropout."""
+        return 0 if not self.lora_dropout else (1 if self.device == "cuda" else self.a)
+
+    @property
+    def gelu_in(self) -> int:
+        """Bytes per fc1 output element kept by GELU: float32 from a bitsandbytes layer."""
+        return 4 if self.method in ("lora_8bit", "lora_4bit") else self.a
 
     @property
     def lora(self) -> bool:
@@ -144,7 +158,7 @@ def base_input_bytes(s: Setup, block: str) -> float:
     cross-attention), "mlp" (fc1 + fc2).
     """
     d, f, full_cuda = s.d, s.f, s.method == "full_fp16" and s.device == "cuda"
-    if s.method == "lora_4bit":
+    if s.method in ("lora_4bit", "lora_fp16"):
         return 0
     if block == "mlp":
         return 2 * d + 2 * f if full_cuda else 4 * d + 4 * f
@@ -166,9 +180,9 @@ def leak_bytes(s: Setup, block: str) -> float:
 def encoder_layer_bytes(s: Setup) -> float:
     """Bytes per frame one encoder layer keeps without checkpointing (excluding its input)."""
     d, f, a = s.d, s.f, s.a
-    gelu_in = a * f if not s.lora else 4 * f
+    gelu_in = s.gelu_in * f
     d_in = {"q_proj": d, "k_proj": d, "v_proj": d, "out_proj": d, "fc1": d, "fc2": f}
-    return (16 + 3 * a * d + a * d + 4 * s.heads + 4 * d + gelu_in
+    return (16 + 3 * a * d + a * d + 4 * s.heads + s.h * d + gelu_in
             + base_input_bytes(s, "attn") + base_input_bytes(s, "mlp")
             + _lora_terms(s, ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"), d_in))
 
@@ -176,11 +190,11 @@ def encoder_layer_bytes(s: Setup) -> float:
 def decoder_layer_bytes(s: Setup) -> tuple[float, float]:
     """(bytes per label token, bytes per encoder frame) a decoder layer keeps, no checkpointing."""
     d, f, a = s.d, s.f, s.a
-    gelu_in = a * f if not s.lora else 4 * f
+    gelu_in = s.gelu_in * f
     d_in = {"q_proj": d, "k_proj": d, "v_proj": d, "out_proj": d, "fc1": d, "fc2": f}
     self_attn = 3 * a * d + a * d + 4 * s.heads + base_input_bytes(s, "attn")
     cross_q = 2 * a * d + 4 * s.heads + base_input_bytes(s, "cross_q")
-    per_token = (24 + self_attn + 4 * d + cross_q + 4 * d + gelu_in + base_input_bytes(s, "mlp")
+    per_token = (24 + self_attn + s.h * d + cross_q + s.h * d + gelu_in + base_input_bytes(s, "mlp")
                  + _lora_terms(s, ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"), d_in)
                  + _lora_terms(s, ("q_proj", "out_proj"), d_in))
     casts = 4 * d if (s.method == "full_fp16" and s.device == "cuda") else 0
@@ -201,7 +215,7 @@ def _encoder_output(s: Setup) -> float:
     """Per sample: the encoder output, when something keeps it for the backward pass."""
     keeps = (s.checkpointing != "none" or s.method == "lora_8bit"
              or (s.method == "full_fp16" and s.device == "cpu"))
-    return 4 * s.d * s.frames if keeps else 0
+    return s.h * s.d * s.frames if keeps else 0
 
 
 def _head_bytes(s: Setup) -> float:
@@ -223,8 +237,8 @@ def activation_bytes(s: Setup) -> dict:
     dec_token, dec_frame = decoder_layer_bytes(s)
     dec = dec_token * td + dec_frame * te
     loss_grad = (10 if s.device == "cuda" else 8) * s.vocab * td
-    layer_inputs = 4 * s.d * (s.enc_layers * te + s.dec_layers * td)
-    encoder_side = _stem_bytes(s) + 4 * s.d * te * (s.enc_layers + 1) + _encoder_output(s)
+    layer_inputs = s.h * s.d * (s.enc_layers * te + s.dec_layers * td)
+    encoder_side = _stem_bytes(s) + s.h * s.d * te * (s.enc_layers + 1) + _encoder_output(s)
     if s.checkpointing == "none":
         forward = layer_inputs + s.enc_layers * enc + s.dec_layers * dec
         encoder_side += s.enc_layers * enc
@@ -276,6 +290,10 @@ def static_bytes(s: Setup, counts: dict) -> dict:
         casts = 2 * counts["cast_params"] if s.device == "cuda" else 0
         return {"weights": 4 * counts["total"], "gradients": 4 * trainable,
                 "optimizer": 8 * trainable, "weight_casts": casts}
+    if s.method == "lora_fp16":       # every base weight in float16, the adapter in float32
+        return {"weights": 2 * counts["total"] + 4 * counts["lora"],
+                "gradients": 4 * counts["lora"], "optimizer": 8 * counts["lora"],
+                "weight_casts": 0}
     q = counts["quantized_weights"]
     other = counts["total"] - q
     per_weight = 1 if s.method == "lora_8bit" else BYTES_PER_4BIT_WEIGHT

@@ -159,10 +159,19 @@ def eval_clips(config: RunConfig, tokenizer) -> list[dict]:
 
 
 def peak_memory_bytes() -> dict[str, int]:
-    """Peak memory so far: GPU allocated/reserved on CUDA, else the process's peak RSS."""
+    """Peak memory so far: on CUDA allocated, reserved and device-level; else the peak RSS.
+
+    "gpu_device" is what nvidia-smi shows at the peak: the peak reservation plus what the
+    GPU holds beyond the allocator's current reservation (the CUDA context, cuBLAS). It
+    counts every process on the GPU, so it is this run's figure when the run is alone there
+    (as on Colab).
+    """
     if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        outside = max(total - free - torch.cuda.memory_reserved(), 0)
         return {"gpu_allocated": torch.cuda.max_memory_allocated(),
-                "gpu_reserved": torch.cuda.max_memory_reserved()}
+                "gpu_reserved": torch.cuda.max_memory_reserved(),
+                "gpu_device": outside + torch.cuda.max_memory_reserved()}
     from helpers.process_memory import peak_rss_bytes
 
     return {"process_rss": peak_rss_bytes()}

@@ -36,3 +36,27 @@ def smoke_run(tmp_path_factory):
 def fake_hf_token():
     """The token value the smoke run had in its environment."""
     return FAKE_HF_TOKEN
+
+
+GPU_ON_CPU_ENV = "WHISPER_LORA_GPU_TESTS_ON_CPU"  # "1": run the gpu tests' bodies on the CPU
+
+
+def pytest_configure(config):
+    """Register the `gpu` marker (tests/test_gpu.py; `pytest -m gpu` selects them)."""
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason without one "
+                            "(python benchmarks/gpu_check.py runs them on a GPU)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the gpu tests, saying why, where no CUDA GPU is visible."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if not marked or os.environ.get(GPU_ON_CPU_ENV) == "1":
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
+                            "python benchmarks/gpu_check.py runs these on one")
+    for item in marked:
+        item.add_marker(skip)

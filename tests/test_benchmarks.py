@@ -57,6 +57,8 @@ def test_quick_inference_ways_all_transcribe(quick_results):
     r = json.loads((quick_results / "inference.json").read_text())["results"]
     assert set(r) == {"8bit_adapter", "merged_fp32", "ct2_int8", "ct2_float32"}
     assert all(way["real_time_factor"] > 0 and way["wer"]["n"] == 1 for way in r.values())
+    assert r["ct2_int8"]["device"] == r["ct2_float32"]["device"] == "cpu"   # every row names its device
+    assert r["8bit_adapter"]["device"] == r["merged_fp32"]["device"] in ("cpu", "cuda")
 
 
 def test_quick_memory_curve_measures_a_second_architecture(quick_results):

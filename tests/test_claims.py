@@ -1,5 +1,5 @@
 """The blog-claims table reads measured values and says what kind of memory they are."""
-from helpers.claims import claims_table, samples_per_second
+from helpers.claims import claims_table, memory_line, samples_per_second
 
 
 def test_claims_table_formats_measured_values():
@@ -19,3 +19,16 @@ def test_missing_figures_say_so():
     table = claims_table({}, "openai/whisper-large-v2")
     assert set(table["this run (openai/whisper-large-v2)"]) == {"not measured in this run"}
     assert samples_per_second({}, 8) is None
+
+
+def test_on_a_gpu_the_claim_is_compared_with_device_memory_and_allocated_shown_beside():
+    metrics = {"peak_memory_bytes": 5_100_000_000, "peak_memory_kind": "gpu_allocated",
+               "peak_gpu_allocated_bytes": 5_100_000_000, "peak_gpu_reserved_bytes": 5_900_000_000,
+               "peak_gpu_device_bytes": 6_300_000_000}
+    shown = claims_table(metrics, "openai/whisper-large-v2")["this run (openai/whisper-large-v2)"]
+    assert shown["peak GPU memory, large-v2 LoRA 8-bit on a T4"] == (
+        "6.30 GB on the GPU (reserved + CUDA context, as nvidia-smi shows); "
+        "5.10 GB allocated by tensors")
+    assert memory_line(metrics).startswith("peak memory: 6.30 GB on the GPU")
+    older = {"peak_memory_bytes": 5_100_000_000, "peak_memory_kind": "gpu_allocated"}
+    assert "claim describes, is higher" in memory_line(older)

@@ -114,7 +114,7 @@ def test_cpu_peak_rss_of_embedded_lora_8bit_training(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCHMARK), "--device", "cpu", "--model", "embedded",
          "--preset", "embedded", "--methods", "lora_8bit", "--batch-sizes", "2", "8",
-         "--steps", "1", "--out", str(out)],
+         "--steps", "1", "--checkpointing", "non-reentrant", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["results"]["lora_8bit/non-reentrant"]

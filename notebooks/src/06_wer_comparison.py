@@ -53,9 +53,10 @@ looping_clips(predictions)
 
 # %% [markdown]
 # ## Cost of the fine-tuning, next to the blog's claims
-# What training took, from notebook 04's records. Peak memory is GPU memory when the run
-# had a GPU; on a CPU it is the process's resident memory, which the blog's GPU figure
-# does not describe.
+# What training took, from notebook 04's records. With a GPU, peak memory is the figure the
+# blog's "< 8 GB" describes, what `nvidia-smi` shows (memory reserved by PyTorch + the CUDA
+# context), with the bytes tensors occupied beside it; on a CPU it is the process's resident
+# memory, which the blog's GPU figure does not describe.
 
 # %%
 from helpers.claims import claims_table, samples_per_second
