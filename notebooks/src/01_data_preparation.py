@@ -6,8 +6,9 @@
 # saves it in the run directory so that training (04) never decodes audio again.
 #
 # The default corpus is `data/cv-mini/en`, a small English corpus in Common Voice layout
-# that ships with this repository, so everything runs offline. The `blog` preset points at a
-# Common Voice Hindi release instead (see the README for how to get one today).
+# that ships with this repository, so everything runs offline. The `embedded-hindi` preset
+# uses its Hindi sibling `data/cv-mini/hi` with the multilingual `base` model; the `blog`
+# preset points at a Common Voice Hindi release (see the README for how to get one today).
 
 # %% [markdown]
 # ## Parameters
@@ -17,7 +18,7 @@
 # %% parameters
 RUN_NAME = "demo"          # results go to runs/<RUN_NAME>/ (the only channel to notebooks 02-06)
 RUNS_ROOT = None           # None: runs/ in this repository; "drive": Google Drive on Colab (survives a disconnect); or a folder
-PRESET = "embedded"        # "embedded" (tiny.en, cv-mini, CPU) or "blog" (whisper-large-v2, Common Voice Hindi, T4)
+PRESET = "embedded"        # "embedded" (tiny.en, cv-mini, CPU), "embedded-hindi" (base, cv-mini Hindi, CPU) or "blog" (whisper-large-v2, Common Voice Hindi, T4)
 MODEL = None               # model source: "embedded", a Hub id, a local or CTranslate2 folder
 LANGUAGE = None            # spoken language for multilingual models, e.g. "hindi"
 CORPUS = None              # Common Voice locale folder, folder/CSV of audio + text, or a Hub dataset id
