@@ -1,11 +1,12 @@
-# Two commands on a fresh clone: `make demo` (the main job) and `make test`.
+# Two commands on a fresh clone: `make demo` (the main job) and `make test`;
+# `make demo-hindi` runs the same notebooks on the Hindi preset (embedded-hindi).
 # Both create or reuse the virtual environment in .venv/ and install what they need.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test gpu-check venv clean-venv
+.PHONY: demo demo-hindi test gpu-check venv clean-venv
 
 venv: $(STAMP)
 
@@ -19,6 +20,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m helpers.demo
+
+demo-hindi: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m helpers.demo --preset embedded-hindi --run-name demo-hindi
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

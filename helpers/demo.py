@@ -1,11 +1,12 @@
 """The main job: execute the six notebooks in order into runs/<name>/ and print the result.
 
-    python -m helpers.demo [--run-name demo] [--preset embedded] [--set KEY=VALUE ...]
+    python -m helpers.demo [--run-name NAME] [--preset embedded] [--set KEY=VALUE ...]
 
 Each notebook runs in a fresh kernel (papermill), with RUN_NAME (and PRESET for 01)
 injected after its parameters cell; `--set` injects more parameters into every notebook
 that declares them (e.g. `--set MAX_STEPS=2`). Executed notebooks are saved in
-runs/<name>/notebooks/. `make demo` runs this with the defaults.
+runs/<name>/notebooks/. `make demo` runs this with the defaults (runs/demo/);
+`make demo-hindi` with `--preset embedded-hindi` (runs/demo-hindi/).
 """
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ from pathlib import Path
 from helpers.run import REPO_ROOT, RunDir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+RUN_NAMES = {"embedded": "demo", "embedded-hindi": "demo-hindi"}  # default run per preset
+
+
+def default_run_name(preset: str) -> str:
+    """The run directory name a preset's demo uses: demo, demo-hindi, else demo-<preset>."""
+    return RUN_NAMES.get(preset, f"demo-{preset}")
 
 
 def notebook_paths() -> list[Path]:
@@ -143,12 +150,14 @@ def parse_assignments(pairs: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and print the comparison table."""
     parser = argparse.ArgumentParser(prog="python -m helpers.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--run-name", default="demo")
+    parser.add_argument("--run-name", help="runs/<name>/ (default: demo for the embedded "
+                        "preset, demo-hindi for embedded-hindi)")
     parser.add_argument("--preset", default="embedded")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    run = run_all(args.run_name, args.preset, parse_assignments(args.set))
+    run_name = args.run_name or default_run_name(args.preset)
+    run = run_all(run_name, args.preset, parse_assignments(args.set))
     print("\n".join(summary_lines(run.metrics())))
     print(f"results in {run.path} (metrics.json, plots/, adapter/); "
           f"wall time {time.perf_counter() - started:.0f} s")

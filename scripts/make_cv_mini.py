@@ -1,10 +1,14 @@
-"""Build the embedded speech corpus data/cv-mini/en/ in Common Voice 13 layout.
+"""Build the embedded speech corpora data/cv-mini/<locale>/ in Common Voice 13 layout.
 
-Speaks the hand-written sentences in scripts/cv_mini_sentences.txt with espeak-ng in
-several English voices, resamples espeak's 22,050 Hz output to 48 kHz with soxr, writes
-48 kHz mono MP3 clips with soundfile, and writes the six Common Voice TSV files.
+Speaks hand-written sentences with espeak-ng in several voices, resamples espeak's
+22,050 Hz output to 48 kHz with soxr, writes 48 kHz mono MP3 clips with soundfile, and
+writes the six Common Voice TSV files. Two languages (LANGUAGES below):
+- `en`: scripts/cv_mini_sentences.txt in 8 English voices -> data/cv-mini/en/
+- `hi`: scripts/cv_mini_sentences_hi.txt (Devanagari) in 8 variants of espeak-ng's Hindi
+  voice -> data/cv-mini/hi/
 
     python scripts/make_cv_mini.py                   # rebuild data/cv-mini/en/
+    python scripts/make_cv_mini.py --language hi     # rebuild data/cv-mini/hi/
     python scripts/make_cv_mini.py --out /tmp/cv --seed 1
 
 Needs the `espeak-ng` program (Debian/Ubuntu: `apt-get install espeak-ng`). The corpus is
@@ -44,9 +48,6 @@ LEAD_SILENCE = (0.35, 0.9)  # seconds of silence before speech (like a recorder 
 TAIL_SILENCE = (0.3, 0.7)   # seconds of silence after speech
 MIN_SECONDS = 1.5           # short clips get extra tail silence up to this length
 MAX_SECONDS = 30.0          # hard limit (Whisper's window); the build fails beyond it
-TEST_SENTENCES = 80         # one clip each
-DEV_SENTENCES = 60          # one clip each
-TRAIN_CLIPS = 340           # train sentences, some spoken twice, add up to this
 SPARE_ROWS = 2              # rows each in invalidated.tsv and other.tsv
 FIRST_CLIP_NUMBER = 38_000_000  # clip numbers are drawn from [this, this + 2,000,000)
 
@@ -80,6 +81,40 @@ VOICES = (
 )
 
 
+@dataclass(frozen=True)
+class Language:
+    """One corpus: its locale, sentence file, voices, output folder and split sizes."""
+    locale: str           # Common Voice locale: the TSVs' locale column and clip names
+    sentences: Path       # hand-written sentences, one a line
+    out: Path             # default output folder
+    voices: tuple         # Voice objects; every voice speaks in every split
+    test_sentences: int   # one clip each
+    dev_sentences: int    # one clip each
+    train_clips: int      # train sentences, some spoken twice, add up to this
+
+
+ENGLISH = Language("en", SENTENCES, OUT, VOICES, test_sentences=80, dev_sentences=60,
+                   train_clips=340)
+
+# espeak-ng has one Hindi voice (`hi`); its variants (+m3, +f2, ...) change the timbre and
+# formants, and speed and pitch ranges vary it further. Accents are left empty, as most
+# Common Voice Hindi contributors leave them.
+HINDI_VOICES = (
+    Voice("hi", "male", "thirties", "", (150, 175), (40, 55)),
+    Voice("hi+f3", "female", "twenties", "", (150, 175), (55, 70)),
+    Voice("hi+m3", "male", "fourties", "", (135, 160), (30, 45)),
+    Voice("hi+f2", "female", "fifties", "", (140, 160), (50, 65)),
+    Voice("hi+m7", "male", "twenties", "", (155, 180), (35, 50)),
+    Voice("hi+f4", "female", "thirties", "", (160, 185), (45, 60)),
+    Voice("hi+f5", "female", "sixties", "", (130, 150), (50, 65)),
+    Voice("hi+m2", "male", "teens", "", (160, 185), (45, 60)),
+)
+HINDI = Language("hi", Path(__file__).resolve().parent / "cv_mini_sentences_hi.txt",
+                 REPO / "data" / "cv-mini" / "hi", HINDI_VOICES, test_sentences=60,
+                 dev_sentences=40, train_clips=320)
+LANGUAGES = {language.locale: language for language in (ENGLISH, HINDI)}
+
+
 def read_sentences(path: Path) -> list:
     """Read one sentence per line from `path`, skipping blanks and # comments.
 
@@ -103,44 +138,47 @@ def read_sentences(path: Path) -> list:
     return sentences
 
 
-def split_sentences(sentences: list, rng: np.random.Generator) -> dict:
-    """Shuffle sentences and cut them into disjoint groups.
+def split_sentences(sentences: list, rng: np.random.Generator,
+                    language: Language = ENGLISH) -> dict:
+    """Shuffle sentences and cut them into disjoint groups of `language`'s sizes.
 
     Returns {"test", "dev", "train", "invalidated", "other"} -> list of sentences; the
     train group is whatever is left. Raises ValueError if there are too few sentences.
     """
     spare = 2 * SPARE_ROWS
-    needed = TEST_SENTENCES + DEV_SENTENCES + spare + TRAIN_CLIPS // 2
+    needed = (language.test_sentences + language.dev_sentences + spare
+              + language.train_clips // 2)
     if len(sentences) < needed:
-        raise ValueError(f"{len(sentences)} sentences in {SENTENCES.name}; need at least "
-                         f"{needed} (add sentences or lower TRAIN_CLIPS)")
+        raise ValueError(f"{len(sentences)} sentences in {language.sentences.name}; need at "
+                         f"least {needed} (add sentences or lower train_clips)")
     order = [sentences[i] for i in rng.permutation(len(sentences))]
-    cuts = np.cumsum([TEST_SENTENCES, DEV_SENTENCES, SPARE_ROWS, SPARE_ROWS])
+    cuts = np.cumsum([language.test_sentences, language.dev_sentences, SPARE_ROWS, SPARE_ROWS])
     test, dev, invalid, other, train = np.split(np.array(order, dtype=object), cuts)
-    if len(train) > TRAIN_CLIPS:
-        raise ValueError(f"{len(train)} train sentences exceed TRAIN_CLIPS={TRAIN_CLIPS}; "
-                         "raise TRAIN_CLIPS or the test/dev sizes")
+    if len(train) > language.train_clips:
+        raise ValueError(f"{len(train)} train sentences exceed train_clips="
+                         f"{language.train_clips}; raise it or the test/dev sizes")
     return {"test": list(test), "dev": list(dev), "train": list(train),
             "invalidated": list(invalid), "other": list(other)}
 
 
-def assign_voices(count: int, rng: np.random.Generator) -> list:
-    """Return `count` voices: every voice in turn (so each appears), in shuffled order."""
-    picks = [VOICES[i % len(VOICES)] for i in range(count)]
+def assign_voices(count: int, rng: np.random.Generator, voices: tuple = VOICES) -> list:
+    """Return `count` of `voices`: every voice in turn (so each appears), in shuffled order."""
+    picks = [voices[i % len(voices)] for i in range(count)]
     return [picks[i] for i in rng.permutation(count)]
 
 
-def plan_split(name: str, sentences: list, rng: np.random.Generator) -> list:
+def plan_split(name: str, sentences: list, rng: np.random.Generator,
+               language: Language = ENGLISH) -> list:
     """Plan the clips of one split: list of dicts with split, sentence, voice, speed, pitch.
 
     Train repeats its first sentences with a second, different voice until it holds
-    TRAIN_CLIPS clips; the other splits have one clip per sentence.
+    `language.train_clips` clips; the other splits have one clip per sentence.
     """
-    voices = assign_voices(len(sentences), rng)
+    voices = assign_voices(len(sentences), rng, language.voices)
     pairs = list(zip(sentences, voices))
     if name == "train":
-        for sentence, first in pairs[: TRAIN_CLIPS - len(sentences)]:
-            others = [v for v in VOICES if v != first]
+        for sentence, first in pairs[: language.train_clips - len(sentences)]:
+            others = [v for v in language.voices if v != first]
             pairs.append((sentence, others[rng.integers(len(others))]))
     plan = []
     for sentence, voice in pairs:
@@ -152,20 +190,21 @@ def plan_split(name: str, sentences: list, rng: np.random.Generator) -> list:
     return plan
 
 
-def plan_corpus(sentences: list, seed: int) -> list:
-    """Plan every clip of the corpus from the sentences and a seed.
+def plan_corpus(sentences: list, seed: int, language: Language = ENGLISH) -> list:
+    """Plan every clip of `language`'s corpus from the sentences and a seed.
 
-    Returns a list of dicts (split, sentence, voice, speed, pitch, lead, tail, path), in
-    TSV row order. The same inputs always give the same plan.
+    Returns a list of dicts (split, sentence, voice, speed, pitch, lead, tail, locale,
+    path), in TSV row order. The same inputs always give the same plan.
     """
     rng = np.random.default_rng(seed)
-    groups = split_sentences(sentences, rng)
+    groups = split_sentences(sentences, rng, language)
     plan = []
     for name in ("train", "dev", "test", "invalidated", "other"):
-        plan.extend(plan_split(name, groups[name], rng))
+        plan.extend(plan_split(name, groups[name], rng, language))
     numbers = FIRST_CLIP_NUMBER + rng.choice(2_000_000, size=len(plan), replace=False)
     for clip, number in zip(plan, numbers):
-        clip["path"] = f"common_voice_en_{int(number)}.mp3"
+        clip["locale"] = language.locale
+        clip["path"] = f"common_voice_{language.locale}_{int(number)}.mp3"
     return plan
 
 
@@ -195,7 +234,7 @@ def render_clip(clip: dict) -> np.ndarray:
     audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(tail, np.float32)])
     if len(audio) / SAMPLE_RATE > MAX_SECONDS:
         raise ValueError(f"{clip['path']} ({clip['sentence']!r}) is longer than "
-                         f"{MAX_SECONDS} s; shorten the sentence in {SENTENCES.name}")
+                         f"{MAX_SECONDS} s; shorten the sentence in the sentence file")
     return np.clip(audio, -1.0, 1.0)
 
 
@@ -213,7 +252,7 @@ def tsv_row(clip: dict) -> list:
     votes = {"invalidated": ("0", "2"), "other": ("0", "0")}.get(clip["split"], ("2", "0"))
     voice = clip["voice"]
     return [voice.client_id, clip["path"], clip["sentence"], *votes, voice.age,
-            voice.gender, voice.accents, "", "en", ""]
+            voice.gender, voice.accents, "", clip["locale"], ""]
 
 
 def write_tsvs(plan: list, out: Path) -> dict:
@@ -229,33 +268,42 @@ def write_tsvs(plan: list, out: Path) -> dict:
     return {name: len(clips) for name, clips in tables.items()}
 
 
-def clear_old_clips(clips_dir: Path) -> int:
-    """Delete earlier common_voice_en_*.mp3 clips in clips_dir. Returns how many."""
-    old = sorted(clips_dir.glob("common_voice_en_*.mp3"))
+def clear_old_clips(clips_dir: Path, locale: str = "en") -> int:
+    """Delete earlier common_voice_<locale>_*.mp3 clips in clips_dir. Returns how many."""
+    old = sorted(clips_dir.glob(f"common_voice_{locale}_*.mp3"))
     for path in old:
         path.unlink()
     return len(old)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """Command-line options: --out, --seed, --sentences, --workers."""
+    """Command-line options: --language, --out, --seed, --sentences, --workers."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="locale folder to write")
+    parser.add_argument("--language", choices=sorted(LANGUAGES), default="en",
+                        help="which corpus to build (default en)")
+    parser.add_argument("--out", type=Path, help="locale folder to write "
+                        "(default data/cv-mini/<language>)")
     parser.add_argument("--seed", type=int, default=13, help="seed for splits and voices")
-    parser.add_argument("--sentences", type=Path, default=SENTENCES, help="sentence file")
+    parser.add_argument("--sentences", type=Path,
+                        help="sentence file (default: the language's, in scripts/)")
     parser.add_argument("--workers", type=int, default=2, help="espeak-ng processes at once")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    language = LANGUAGES[args.language]
+    args.out = args.out or language.out
+    args.sentences = args.sentences or language.sentences
+    return args
 
 
 def main(argv=None) -> None:
     """Build the corpus: read sentences, plan clips, speak them, write TSVs, summarize."""
     args = parse_args(argv)
+    language = LANGUAGES[args.language]
     # 1. Sentences and a deterministic plan of every clip.
-    plan = plan_corpus(read_sentences(args.sentences), args.seed)
+    plan = plan_corpus(read_sentences(args.sentences), args.seed, language)
     # 2. Fresh clips folder (only our own clip names are removed).
     clips_dir = args.out / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
-    removed = clear_old_clips(clips_dir)
+    removed = clear_old_clips(clips_dir, language.locale)
     # 3. Speak and encode every clip.
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         durations = list(pool.map(lambda c: write_clip(c, clips_dir), plan))
@@ -267,7 +315,7 @@ def main(argv=None) -> None:
     print("rows: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
     print(f"durations: min {min(durations):.2f} s, mean {np.mean(durations):.2f} s, "
           f"max {max(durations):.2f} s, total {sum(durations) / 60:.1f} min")
-    print(f"size: {size:.2f} MB; voices: {', '.join(v.espeak for v in VOICES)}")
+    print(f"size: {size:.2f} MB; voices: {', '.join(v.espeak for v in language.voices)}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Checks on the committed speech corpus data/cv-mini/en/ (built by scripts/make_cv_mini.py).
+"""Checks on the committed speech corpora data/cv-mini/en/ and data/cv-mini/hi/ (built by
+scripts/make_cv_mini.py).
 
 Reads the TSVs the way Common Voice writes them (tab separated, csv.QUOTE_NONE), checks
 the header, counts, split disjointness, that every clip exists and is 48 kHz mono MP3
-(headers for all clips, a full decode for a few), and the corpus size.
+(headers for all clips, a full decode for a few), and the corpus size, for each language.
 """
 import csv
 import importlib.util
@@ -14,17 +15,20 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "data" / "cv-mini" / "en"
+CORPORA = {locale: REPO / "data" / "cv-mini" / locale for locale in ("en", "hi")}
 SCRIPT = REPO / "scripts" / "make_cv_mini.py"
 CV13_COLUMNS = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender",
                 "accents", "variant", "locale", "segment"]
 TSVS = ("train", "dev", "test", "validated", "invalidated", "other")
 SPLITS = ("train", "dev", "test")
+# Rows of train, dev and test; at least this many distinct sentences and voices.
+EXPECTED = {"en": {"splits": [340, 60, 80], "sentences": 320, "voices": 6},
+            "hi": {"splits": [320, 40, 60], "sentences": 300, "voices": 6}}
 
 
-def read_tsv(name: str) -> list:
-    """Return the rows of CORPUS/<name>.tsv as dicts; asserts the exact CV13 header."""
-    path = CORPUS / f"{name}.tsv"
+def read_tsv(corpus: Path, name: str) -> list:
+    """Return the rows of corpus/<name>.tsv as dicts; asserts the exact CV13 header."""
+    path = corpus / f"{name}.tsv"
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader)
@@ -36,10 +40,22 @@ def read_tsv(name: str) -> list:
     return rows
 
 
+@pytest.fixture(scope="module", params=sorted(CORPORA))
+def locale(request) -> str:
+    """Each corpus in turn: "en", then "hi"."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def tables() -> dict:
-    """All six TSVs, {name: rows}."""
-    return {name: read_tsv(name) for name in TSVS}
+def corpus(locale) -> Path:
+    """The corpus folder of `locale`."""
+    return CORPORA[locale]
+
+
+@pytest.fixture(scope="module")
+def tables(corpus) -> dict:
+    """All six TSVs of the corpus, {name: rows}."""
+    return {name: read_tsv(corpus, name) for name in TSVS}
 
 
 def load_script():
@@ -50,10 +66,10 @@ def load_script():
     return module
 
 
-def test_header_and_row_fields(tables):
+def test_header_and_row_fields(tables, locale):
     for name, rows in tables.items():
         for row in rows:
-            assert row["locale"] == "en", (name, row["path"])
+            assert row["locale"] == locale, (name, row["path"])
             assert row["variant"] == "" and row["segment"] == "", (name, row["path"])
             assert row["gender"] in ("male", "female"), (name, row["path"])
             assert row["sentence"].strip() == row["sentence"] != "", (name, row["path"])
@@ -63,12 +79,13 @@ def test_header_and_row_fields(tables):
         assert {(r["up_votes"], r["down_votes"]) for r in tables[name]} == {("2", "0")}
 
 
-def test_counts(tables):
+def test_counts(tables, locale):
+    expected = EXPECTED[locale]
     validated = tables["validated"]
-    assert len(validated) >= 480
-    assert len({r["sentence"] for r in validated}) >= 320
-    assert len({r["client_id"] for r in validated}) >= 6
-    assert [len(tables[s]) for s in SPLITS] == [340, 60, 80]
+    assert len(validated) == sum(expected["splits"])
+    assert len({r["sentence"] for r in validated}) >= expected["sentences"]
+    assert len({r["client_id"] for r in validated}) >= expected["voices"]
+    assert [len(tables[s]) for s in SPLITS] == expected["splits"]
 
 
 def test_validated_is_train_dev_test(tables):
@@ -90,20 +107,22 @@ def test_splits_disjoint_by_sentence_and_share_voices(tables):
     assert max(repeats.values()) == 1, "a voice speaks the same train sentence twice"
 
 
-def test_quotes_and_apostrophes_survive_unquoted(tables):
+def test_quotes_and_apostrophes_survive_unquoted(tables, corpus, locale):
+    if locale != "en":
+        pytest.skip("only the English sentences quote anyone")
     sentences = [r["sentence"] for r in tables["validated"]]
     assert any('"' in s for s in sentences)
     assert any("'" in s for s in sentences)
-    raw = (CORPUS / "validated.tsv").read_text(encoding="utf-8")
+    raw = (corpus / "validated.tsv").read_text(encoding="utf-8")
     assert '""' not in raw, "quotes were doubled: write TSVs unquoted, as Common Voice does"
 
 
-def test_every_clip_exists_and_is_48k_mono(tables):
+def test_every_clip_exists_and_is_48k_mono(tables, corpus, locale):
     durations = []
     for name, rows in tables.items():
         for row in rows:
-            path = CORPUS / "clips" / row["path"]
-            assert path.name.startswith("common_voice_en_") and path.suffix == ".mp3"
+            path = corpus / "clips" / row["path"]
+            assert path.name.startswith(f"common_voice_{locale}_") and path.suffix == ".mp3"
             assert path.is_file(), f"{name}.tsv references missing clip {path}"
             info = sf.info(str(path))
             assert (info.samplerate, info.channels, info.format) == (48_000, 1, "MP3"), path
@@ -112,42 +131,60 @@ def test_every_clip_exists_and_is_48k_mono(tables):
     assert max(durations) < 12.0, "a clip is longer than about 10 s (Whisper's limit is 30 s)"
 
 
-def test_no_orphan_clips(tables):
+def test_no_orphan_clips(tables, corpus):
     listed = {r["path"] for rows in tables.values() for r in rows}
-    on_disk = {p.name for p in (CORPUS / "clips").iterdir()}
+    on_disk = {p.name for p in (corpus / "clips").iterdir()}
     assert on_disk == listed
 
 
 @pytest.mark.parametrize("split", SPLITS)
-def test_some_clips_decode_to_speech(tables, split):
+def test_some_clips_decode_to_speech(tables, corpus, split):
     for row in tables[split][:3]:
-        audio, rate = sf.read(str(CORPUS / "clips" / row["path"]), dtype="float32")
+        audio, rate = sf.read(str(corpus / "clips" / row["path"]), dtype="float32")
         assert rate == 48_000 and audio.ndim == 1
         assert np.isfinite(audio).all() and 0.05 < np.abs(audio).max() <= 1.0
         assert len(audio) / rate > 1.4
 
 
-def test_corpus_size_under_20_mb():
-    size = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
-    assert size < 20e6, f"{CORPUS} is {size / 1e6:.1f} MB"
+def test_corpus_size_under_20_mb(corpus):
+    size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+    assert size < 20e6, f"{corpus} is {size / 1e6:.1f} MB"
 
 
-def test_sentence_file_matches_corpus(tables):
+def test_sentence_file_matches_corpus(tables, locale):
     script = load_script()
-    sentences = set(script.read_sentences(script.SENTENCES))
+    sentences = set(script.read_sentences(script.LANGUAGES[locale].sentences))
     used = {r["sentence"] for rows in tables.values() for r in rows}
     assert used <= sentences, "corpus holds sentences missing from the sentence file"
 
 
-def test_plan_is_deterministic_and_matches_corpus(tables):
+def test_plan_is_deterministic_and_matches_corpus(tables, locale):
     script = load_script()
-    sentences = script.read_sentences(script.SENTENCES)
-    plan = script.plan_corpus(sentences, seed=13)
-    assert plan == script.plan_corpus(sentences, seed=13)
+    language = script.LANGUAGES[locale]
+    sentences = script.read_sentences(language.sentences)
+    plan = script.plan_corpus(sentences, seed=13, language=language)
+    assert plan == script.plan_corpus(sentences, seed=13, language=language)
     rows = [r for name in ("train", "dev", "test", "invalidated", "other")
             for r in tables[name]]
     assert [script.tsv_row(c) for c in plan] == [list(r.values()) for r in rows], \
-        "committed TSVs differ from the plan: rerun python scripts/make_cv_mini.py"
+        f"committed TSVs differ from the plan: rerun python scripts/make_cv_mini.py --language {locale}"
+
+
+def test_hindi_sentences_are_devanagari():
+    """Hand-written Hindi: Devanagari letters and signs, spaces, danda, comma and question
+    mark only (no Latin letters, no digits of any script), at least 300 of them, varied."""
+    script = load_script()
+    sentences = script.read_sentences(script.LANGUAGES["hi"].sentences)
+    assert len(sentences) >= 300
+    allowed = set(" ,?।")
+    for sentence in sentences:
+        odd = {ch for ch in sentence if ch not in allowed and not "ऀ" <= ch <= "ॿ"}
+        assert not odd, f"{sentence!r} has characters outside Devanagari: {sorted(odd)}"
+        assert not any("०" <= ch <= "९" for ch in sentence), sentence  # digits
+        assert sentence[-1] in "।?", f"{sentence!r} does not end with a danda or ?"
+    words = [len(s.split()) for s in sentences]
+    assert min(words) <= 3 and max(words) >= 15, "sentences should be short and long"
+    assert sum(s.endswith("?") for s in sentences) >= 30, "too few questions"
 
 
 def test_read_sentences_rejects_bad_lines(tmp_path):
@@ -159,3 +196,11 @@ def test_read_sentences_rejects_bad_lines(tmp_path):
         path.write_text(text, encoding="utf-8")
         with pytest.raises(ValueError, match=message):
             script.read_sentences(path)
+
+
+def test_language_option_picks_sentences_and_folder():
+    script = load_script()
+    hindi = script.parse_args(["--language", "hi"])
+    assert (hindi.out, hindi.sentences) == (CORPORA["hi"], script.LANGUAGES["hi"].sentences)
+    assert script.parse_args([]).out == CORPORA["en"]
+    assert len({v.espeak for v in script.LANGUAGES["hi"].voices}) >= 6

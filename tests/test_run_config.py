@@ -1,5 +1,6 @@
 """The run directory (atomic files, clear errors) and presets/config resolution."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,12 +45,39 @@ def test_presets_follow_the_recipe():
     assert (blog.warmup_steps, blog.num_train_epochs, blog.fp16) == (50, 3.0, True)
     embedded = make_config("embedded")
     assert embedded.lora == blog.lora and embedded.precision == "8bit"
-    assert set(PRESETS) == {"blog", "blog-fleurs", "embedded"}
+    assert set(PRESETS) == {"blog", "blog-fleurs", "embedded", "embedded-hindi"}
     fleurs = make_config("blog-fleurs")
     assert fleurs.corpus == "fleurs:hi_in" and blog.corpus.startswith("mdc:")
     assert {k: v for k, v in vars(fleurs).items() if k not in ("preset", "corpus", "text_column")} \
         == {k: v for k, v in vars(blog).items() if k not in ("preset", "corpus", "text_column")}
     assert blog.cell_timeout is None and embedded.cell_timeout == 1800
+
+
+def test_embedded_hindi_preset_is_the_recipe_on_the_hindi_corpus():
+    from helpers.demo import default_run_name
+    from helpers.run import REPO_ROOT
+
+    hindi, blog = make_config("embedded-hindi"), make_config("blog")
+    assert (hindi.model, hindi.language, hindi.precision) == ("embedded-base", "hindi", "8bit")
+    assert hindi.lora == blog.lora  # r 32, alpha 64, dropout 0.05 on q_proj, v_proj
+    assert (hindi.batch_size, hindi.learning_rate) == (blog.batch_size, blog.learning_rate)
+    assert Path(hindi.corpus) == REPO_ROOT / "data" / "cv-mini" / "hi"
+    assert (Path(hindi.corpus) / "train.tsv").is_file()
+    assert hindi.train_splits == ["train"] and hindi.test_split == "test"
+    assert hindi.eval_split not in hindi.train_splits
+    # sized for 2 CPU cores: a few dozen steps, a capped test split, no fp16 on a CPU
+    assert 0 < hindi.max_steps <= 60 and hindi.warmup_steps < hindi.max_steps
+    assert hindi.max_test_clips and hindi.max_test_clips <= 60 and not hindi.fp16
+    assert default_run_name("embedded-hindi") == "demo-hindi"
+    assert default_run_name("embedded") == "demo"
+
+
+def test_embedded_hindi_run_cannot_switch_preset(tmp_path):
+    start_run("r", "embedded-hindi", tmp_path)
+    run, config = stage_config("r", tmp_path, "embedded-hindi")
+    assert (config.model, config.language) == ("embedded-base", "hindi")
+    with pytest.raises(ValueError, match="embedded-hindi"):
+        stage_config("r", tmp_path, "embedded")
 
 
 def test_overrides_are_case_insensitive_and_none_is_ignored():

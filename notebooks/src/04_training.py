@@ -7,6 +7,7 @@
 #
 # The `embedded` preset trains 40 steps of batch 8 (about 1 epoch of cv-mini) with a
 # short warmup and a constant learning rate, to finish in minutes on a laptop CPU. The
+# `embedded-hindi` preset trains 30 steps of the same batch on the multilingual `base`. The
 # `blog` preset uses the recipe's schedule: warmup 50, 3 epochs, fp16.
 #
 # Beyond the recipe, each switchable from the parameters cell:
