@@ -18,6 +18,7 @@ from bench_common import RESULTS  # noqa: E402
 
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 FILES = ("training_methods", "data_preparation", "inference", "memory_curve")
+ON_REQUEST_FILES = ("forgetting",)  # python benchmarks/run.py --only forgetting
 METHOD_NAMES = {"full_fp32": "full fine-tuning, fp32", "lora_fp32": "LoRA, fp32 base",
                 "lora_8bit": "LoRA, 8-bit base (the recipe)", "lora_4bit": "LoRA, 4-bit (NF4) base"}
 WAY_NAMES = {"8bit_adapter": "8-bit base + adapter (PEFT)", "merged_fp32": "merged, fp32 (transformers)",
@@ -27,7 +28,7 @@ WAY_NAMES = {"8bit_adapter": "8-bit base + adapter (PEFT)", "merged_fp32": "merg
 def load(results_dir: Path) -> dict[str, dict]:
     """{name: parsed JSON} for each benchmark file present in results_dir."""
     return {name: json.loads((results_dir / f"{name}.json").read_text())
-            for name in FILES if (results_dir / f"{name}.json").is_file()}
+            for name in FILES + ON_REQUEST_FILES if (results_dir / f"{name}.json").is_file()}
 
 
 def mib(n: int) -> str:
@@ -199,6 +200,86 @@ def larger_model_lines(larger: dict) -> list[str]:
     return lines
 
 
+FORGET_COMMAND = "python benchmarks/run.py --only forgetting"
+FORGET_ROWS = {"base_fp32": "base, untouched (fp32)", "lora_8bit": "LoRA, 8-bit base (the recipe)",
+               "lora_8bit_adapter_off": "the same, adapter switched off",
+               "lora_fp32": "LoRA, fp32 base", "full_fp32": "full fine-tuning, fp32"}
+# English WER may rise this many points and still count as kept: on 24 clips (about 200
+# words) one sentence misheard entirely moves WER by about 4 points.
+FORGETTING_POINTS = 5.0
+
+
+def pct(value) -> str:
+    """A fraction as a percentage with one decimal ("-" for None)."""
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def forgetting_verdict(r: dict) -> str:
+    """One line: did "LoRA overcomes catastrophic forgetting" hold, with the figures it rests on.
+
+    Forgetting = English WER after training minus the untouched base's, in points; LoRA kept
+    English when its rise is at most FORGETTING_POINTS. When full fine-tuning kept it too,
+    the run cannot tell the methods apart, and says so.
+    """
+    base = r["base_fp32"]["english"]["wer"]
+    lora = 100 * (r["lora_8bit"]["english"]["wer"] - base)
+    full = 100 * (r["full_fp32"]["english"]["wer"] - base)
+    if lora <= FORGETTING_POINTS and full <= FORGETTING_POINTS:
+        verdict = ("was not put to the test: neither LoRA nor full fine-tuning lost English "
+                   f"(both within {FORGETTING_POINTS:g} points)")
+    elif lora <= FORGETTING_POINTS:
+        verdict = "held"
+    elif lora < full:
+        verdict = "held only in part: LoRA lost English, less than full fine-tuning did"
+    else:
+        verdict = "did not hold: LoRA lost as much English as full fine-tuning, or more"
+    return (f"The blog's claim \"LoRA overcomes catastrophic forgetting\" {verdict} here: "
+            f"English WER {lora:+.1f} points with the 8-bit LoRA adapter on, {full:+.1f} after "
+            f"full fine-tuning, from the untouched base's {pct(base)}; with the adapter off, "
+            f"{pct(r['lora_8bit_adapter_off']['english']['wer'])} (the 8-bit base) "
+            "(forgetting.json results.*.english.wer)")
+
+
+def forgetting_section(data: dict) -> list[str]:
+    """Table, verdict and chart of forgetting.json."""
+    s, r = data["settings"], data["results"]
+    rates = s["learning_rates"]
+    lines = ["### Forgetting: does a model trained on Hindi keep its English? (`forgetting.json`)", "",
+             f"`{FORGET_COMMAND}`: {s['model']} trained on {s['train_corpus']} ({s['steps']} steps "
+             f"of batch {s['batch_size']}, the same clips in the same order for each method; "
+             f"learning rate {rates['lora_8bit']:g} for LoRA, {rates['full_fp32']:g} for full "
+             f"fine-tuning; {s['warmup_steps']} warmup steps, then constant). Scored on "
+             f"{s['hindi_clips']} clips of {s['hindi_test']} (language=\"hindi\") and "
+             f"{s['english_clips']} clips of {s['english_test']} (language=\"english\"); "
+             f"{s['decoding']}. Identified: {s['language_id']}. {env_line(data)}.", "",
+             "| model | Hindi WER | Hindi CER | Hindi script share | English WER | English CER "
+             "| English clips identified as English | Hindi clips identified as Hindi |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, name in FORGET_ROWS.items():
+        row = r[key]
+        lines.append(f"| {name} | {pct(row['hindi']['wer'])} | {pct(row['hindi']['cer'])} | "
+                     f"{pct(row['hindi']['script_share'])} | {pct(row['english']['wer'])} | "
+                     f"{pct(row['english']['cer'])} | {pct(row['english_detected_as_english'])} | "
+                     f"{pct(row['hindi_detected_as_hindi'])} |")
+    return lines + ["", "- " + forgetting_verdict(r), "",
+                    "![forgetting](benchmarks/results/forgetting.png)", ""]
+
+
+def forgetting_not_measured() -> list[str]:
+    """The forgetting section before its first run."""
+    return ["### Forgetting: does a model trained on Hindi keep its English? (`forgetting.json`)", "",
+            f"**Not measured yet.** `{FORGET_COMMAND}` (estimated at about 45 minutes on 2 CPU "
+            "cores; `--quick`: 1 step and 1 clip, the code paths only) trains the multilingual base "
+            "(`embedded-base`) on data/cv-mini/hi three ways with the same 30 steps of batch 8: "
+            "LoRA on an 8-bit base (the recipe), LoRA on an fp32 base and full fine-tuning "
+            "(fp32, learning rate 1e-5). For each, the untouched base and the LoRA model with its "
+            "adapter switched off it measures Hindi WER/CER on 24 Hindi test clips, English "
+            "WER/CER on 24 English test clips (language=\"english\"), and how many of those clips "
+            "Whisper's language identification calls English with no language forced; then says "
+            "whether the blog's claim \"LoRA overcomes catastrophic forgetting\" held. It writes "
+            "`benchmarks/results/forgetting.json` and `forgetting.png`, which this section then shows.", ""]
+
+
 GPU_METHODS = {"full_fp16": "full fine-tuning (fp16 autocast, AdamW)",
                "lora_fp16": "LoRA, fp16 base", "lora_8bit": "LoRA, 8-bit base (the recipe)",
                "lora_4bit": "LoRA, 4-bit (NF4) base"}
@@ -335,7 +416,7 @@ def gpu_section(doc: dict) -> list[str]:
 def render(results_dir: Path = RESULTS) -> str:
     """The README section (markdown, without the markers) from the JSON files."""
     data = load(results_dir)
-    total = sum(d["wall_seconds"] for d in data.values())
+    total = sum(data[name]["wall_seconds"] for name in FILES if name in data)
     lines = ["## Benchmarks", "",
              "Measured by `python benchmarks/run.py` "
              f"(the four benchmarks took {total / 60:.0f} min) on this project's CPU machine, where other "
@@ -348,6 +429,7 @@ def render(results_dir: Path = RESULTS) -> str:
     for name, section in sections.items():
         if name in data:
             lines += section(data[name])
+    lines += forgetting_section(data["forgetting"]) if "forgetting" in data else forgetting_not_measured()
     gpu = Path(results_dir) / "gpu_check.json"
     lines += gpu_section(json.loads(gpu.read_text())) if gpu.is_file() else gpu_not_measured()
     return "\n".join(lines).rstrip() + "\n"

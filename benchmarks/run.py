@@ -3,6 +3,7 @@
     python benchmarks/run.py            # the full run: about 20 minutes on 2 CPU cores
     python benchmarks/run.py --quick    # tiny sizes, for the test (a couple of minutes)
     python benchmarks/run.py --only data_preparation inference --out /tmp/results
+    python benchmarks/run.py --only forgetting   # LoRA vs full fine-tuning on Hindi: English kept?
 
 Benchmarks (each in benchmarks/bench_*.py):
 1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
@@ -10,6 +11,9 @@ Benchmarks (each in benchmarks/bench_*.py):
 3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32
 4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit (tiny.en, and
    small.en with random weights, where weights rather than activations dominate)
+5. forgetting (only with --only forgetting; estimated at 45 minutes): the multilingual base
+   trained on Hindi by LoRA 8-bit / LoRA fp32 / full fine-tuning; Hindi and English WER
+   and language identification of each, the base, and the adapter switched off
 Then benchmarks/report.py writes <out>/README_section.md from the JSON files.
 """
 from __future__ import annotations
@@ -20,13 +24,14 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import DEMO_ADAPTER, RESULTS  # noqa: E402
 
 BENCHMARKS = ("training_methods", "data_preparation", "inference", "memory_curve")
+ON_REQUEST = ("forgetting",)  # run only when named in --only (too long for the default run)
 
 
 @dataclass
@@ -42,11 +47,16 @@ class Sizes:
     curve_steps: int = 1            # memory peaks in the first step (optimizer state made there)
     larger_model: str = "small.en"  # random weights: where weights, not activations, dominate
     larger_batches: list[int] = field(default_factory=lambda: [1, 2])
+    forget_steps: int = 30          # the embedded-hindi demo's training: 30 steps ...
+    forget_batch: int = 8           # ... of batch 8 (240 of the 320 Hindi train clips)
+    forget_hindi_clips: int = 24    # Hindi test clips scored (the demo's 24)
+    forget_english_clips: int = 24  # English test clips scored and language-identified
 
 
 FULL = Sizes()
 QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference_clips=1,
-              curve_batches=[1], larger_model="tiny", larger_batches=[1])
+              curve_batches=[1], larger_model="tiny", larger_batches=[1],
+              forget_steps=1, forget_batch=1, forget_hindi_clips=1, forget_english_clips=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,7 +64,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the benchmarks; rewrite the results.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for the test)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS + ON_REQUEST,
+                        default=list(BENCHMARKS),
+                        help="benchmarks to run (default: all but forgetting)")
+    parser.add_argument("--forgetting-model", default="embedded-base",
+                        help="multilingual Whisper for the forgetting benchmark")
+    parser.add_argument("--forgetting-steps", type=int, help="training steps of each method "
+                        "in the forgetting benchmark (default 30; --quick 1)")
+    parser.add_argument("--forgetting-clips", type=int, help="Hindi and English test clips "
+                        "in the forgetting benchmark (default 24 each; --quick 1)")
     parser.add_argument("--adapter", type=Path, default=None,
                         help="adapter for the inference benchmark (default: runs/demo/adapter "
                              "if present, else the one trained by training_methods)")
@@ -70,15 +88,24 @@ def inference_adapter(args, trained: Path) -> Path:
                             "run the training_methods benchmark too, or pass --adapter DIR")
 
 
+def forgetting_sizes(sizes: Sizes, args) -> Sizes:
+    """`sizes` with the forgetting benchmark's steps and clips from the command line, if given."""
+    chosen = {"forget_steps": args.forgetting_steps,
+              "forget_hindi_clips": args.forgetting_clips,
+              "forget_english_clips": args.forgetting_clips}
+    return replace(sizes, **{key: value for key, value in chosen.items() if value is not None})
+
+
 def main(argv=None) -> int:
     """Run the chosen benchmarks in order, then the report; prints where results went."""
     import bench_dataprep
+    import bench_forgetting
     import bench_inference
     import bench_training
     import report
 
     args = parse_args(argv)
-    sizes, started = (QUICK if args.quick else FULL), time.perf_counter()
+    sizes, started = forgetting_sizes(QUICK if args.quick else FULL, args), time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     trained = Path(tempfile.mkdtemp(prefix="bench-adapter-")) / "adapter_lora_8bit"
     if "training_methods" in args.only:
@@ -95,6 +122,10 @@ def main(argv=None) -> int:
         known = json.loads(methods.read_text())["results"] if methods.is_file() else None
         bench_training.run_curve(args.out, sizes.curve_batches, sizes.curve_steps, known,
                                  larger=(sizes.larger_model, sizes.larger_batches))
+    if "forgetting" in args.only:
+        bench_forgetting.run(args.out, sizes.forget_steps, sizes.forget_batch,
+                             sizes.forget_hindi_clips, sizes.forget_english_clips,
+                             model=args.forgetting_model)
     shutil.rmtree(trained.parent, ignore_errors=True)
     section = report.write_section(args.out)
     print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); README section: {section}")

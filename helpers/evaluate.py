@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from helpers.metrics import error_rates, is_loop, word_insertions
+from helpers.metrics import error_rates, is_loop, script_mix, script_share, word_insertions
 from helpers.quiet import quiet_libraries
 from helpers.transcribe import load_for_transcription, transcribe_paths
 
@@ -60,8 +60,9 @@ def compare_predictions(predictions: list[dict]) -> dict:
 
     Returns the metrics.json keys: base_/finetuned_ wer and cer (normalized),
     raw_base_/raw_finetuned_ wer and cer, base_/finetuned_ loops (clips whose transcript
-    is a repetition loop, `helpers.metrics.is_loop`) and insertions (inserted words,
-    normalized), and n_test.
+    is a repetition loop, `helpers.metrics.is_loop`), insertions (inserted words,
+    normalized) and script_share (share of the transcripts' letters in the reference's
+    script, `helpers.metrics.script_share`; None when no letter was transcribed), and n_test.
     """
     references = [row["reference"] for row in predictions]
     result = {"n_test": len(predictions)}
@@ -71,7 +72,8 @@ def compare_predictions(predictions: list[dict]) -> dict:
         result.update({f"{model}_wer": rates["wer"], f"{model}_cer": rates["cer"],
                        f"raw_{model}_wer": rates["raw_wer"], f"raw_{model}_cer": rates["raw_cer"],
                        f"{model}_loops": sum(map(is_loop, texts, references)),
-                       f"{model}_insertions": word_insertions(references, texts)})
+                       f"{model}_insertions": word_insertions(references, texts),
+                       f"{model}_script_share": script_share(references, texts)})
     return {key: round(value, 4) if isinstance(value, float) else value
             for key, value in result.items()}
 
@@ -84,10 +86,24 @@ def comparison_table(metrics: dict):
                     "raw WER": metrics[f"raw_{model}_wer"], "raw CER": metrics[f"raw_{model}_cer"]}
             for model in ("base", "finetuned")}
     table = (pd.DataFrame(rows).T * 100).round(2)
+    if all(f"{model}_script_share" in metrics for model in rows):  # percent, like the rates
+        table["script share"] = [None if metrics[f"{model}_script_share"] is None
+                                 else round(100 * metrics[f"{model}_script_share"], 2)
+                                 for model in rows]
     for key, label in (("loops", "looping clips"), ("insertions", "inserted words")):
         if all(f"{model}_{key}" in metrics for model in rows):
             table[label] = [metrics[f"{model}_{key}"] for model in rows]
     return table
+
+
+def script_table(predictions: list[dict]):
+    """Which scripts the references and each model's transcripts are written in: percent of
+    their letters per script (`helpers.metrics.script_mix`), as a DataFrame (0 where none)."""
+    import pandas as pd
+
+    mixes = {key: script_mix(row[key] for row in predictions)
+             for key in ("reference", "base", "finetuned")}
+    return (pd.DataFrame(mixes).fillna(0) * 100).round(1)
 
 
 def looping_clips(predictions: list[dict]):

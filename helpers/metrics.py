@@ -1,4 +1,5 @@
-"""Word and character error rates, raw and normalized, computed locally with jiwer.
+"""Word and character error rates, raw and normalized, computed locally with jiwer; and the
+share of transcribed letters written in the reference's script.
 
 `normalize_text` keeps combining marks: Devanagari vowel signs and viramas are marks
 (Unicode categories Mn/Mc), and transformers' `BasicTextNormalizer` turns them into spaces,
@@ -7,6 +8,7 @@ there. Here only punctuation, symbols and separators become spaces.
 """
 import unicodedata
 import zlib
+from collections import Counter
 
 import jiwer
 
@@ -93,3 +95,79 @@ def word_insertions(references, predictions) -> int:
     normalized_refs = [normalize_text(text) for text in references]
     normalized_preds = [normalize_text(text) for text in predictions]
     return jiwer.process_words(normalized_refs, normalized_preds).insertions
+
+
+# ---------------------------------------------------------------- scripts
+
+INHERITED = "COMBINING"  # marks named "COMBINING ..." belong to the letter they sit on
+
+
+def letter_scripts(text: str) -> list[str]:
+    """The Unicode script of each letter and combining mark of `text` (NFC), in order.
+
+    Letters and marks are Unicode categories L* and M*; digits, punctuation (the danda too),
+    spaces and joiners are not counted. A script is the first word of the character's
+    Unicode name: "DEVANAGARI" for क and its vowel signs, "ARABIC" for Urdu's letters
+    (ں, ہ, ے), "LATIN", "CYRILLIC", "CJK" ... A generic combining mark ("COMBINING ACUTE
+    ACCENT") takes the script of the letter before it, and is skipped at the start.
+    Example: "नमस्ते, hi!" -> 6 x "DEVANAGARI" + 2 x "LATIN".
+    """
+    scripts = []
+    for char in unicodedata.normalize("NFC", text):
+        if unicodedata.category(char)[0] not in "LM":
+            continue
+        script = unicodedata.name(char, "").split(" ", 1)[0]
+        if script == INHERITED:
+            script = scripts[-1] if scripts else ""
+        if script:
+            scripts.append(script)
+    return scripts
+
+
+def dominant_script(text: str) -> str | None:
+    """The script most of `text`'s letters and marks are in (`letter_scripts`); None when
+    it has none. A tie goes to the script met first in the text."""
+    counts = Counter(letter_scripts(text))
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def script_counts(references, predictions) -> tuple[int, int]:
+    """(letters of the predictions in their reference's dominant script, all their letters).
+
+    Pairs whose reference has no letters (no script to be in) are left out of both counts.
+    """
+    matching = total = 0
+    for reference, prediction in zip(references, predictions, strict=True):
+        expected = dominant_script(reference)
+        if expected is None:
+            continue
+        scripts = letter_scripts(prediction)
+        matching += sum(script == expected for script in scripts)
+        total += len(scripts)
+    return matching, total
+
+
+def script_share(references, predictions) -> float | None:
+    """Share of the predictions' letters (and marks) written in their reference's dominant
+    script, over all pairs: a fraction, 1.0 when every letter is in the right script.
+
+    Whisper's base model asked for Hindi writes much of it in Urdu (Arabic script): WER and
+    CER then count every word wrong without saying why; this says it. None when the
+    predictions hold no letter at all (every transcript empty, or digits and punctuation
+    only): no letter was written, so no share of them exists; 0.0 would claim they were
+    all in the wrong script. Raises ValueError if the lists differ in length.
+    Example: reference "नमस्ते", prediction "नम hello" -> 2 of 7 letters -> 2/7.
+    """
+    references, predictions = list(references), list(predictions)
+    if len(references) != len(predictions):
+        raise ValueError(f"{len(references)} references but {len(predictions)} predictions; "
+                         "they must pair up one to one.")
+    matching, total = script_counts(references, predictions)
+    return matching / total if total else None
+
+
+def script_mix(texts) -> dict[str, float]:
+    """{script: share of all letters in `texts`}, largest first (`letter_scripts`)."""
+    counts = Counter(script for text in texts for script in letter_scripts(text))
+    total = sum(counts.values())
+    return {script: count / total for script, count in counts.most_common()}

@@ -119,3 +119,83 @@ def test_word_insertions_count_jiwers_inserted_words():
     # "the cat sat" -> "the cat sat down": 1 insertion; "hello world" -> "hello": none
     assert word_insertions(["the cat sat", "hello world"], ["the cat sat down", "hello"]) == 1
     assert word_insertions(["dinger"], [LOOP]) > 40  # normalization splits the hyphens
+
+
+# ---------------------------------------------------------------- scripts
+
+# Hindi reference; the prediction mixes Urdu (Arabic script), English and Devanagari, as
+# Whisper's base model does. Letters counted by hand (digits and "!" are not letters):
+#   नमस्ते दुनिया: न म स ् त े + द ु न ि य ा = 12 Devanagari (vowel signs and virama count)
+#   نمستے: ن م س ت ے = 5 Arabic; hello = 5 Latin; दुनिया = 6 Devanagari
+MIXED_REFERENCE, MIXED_PREDICTION = "नमस्ते दुनिया", "نمستے hello दुनिया 42!"
+
+
+def test_letter_scripts_of_mixed_text():
+    from helpers.metrics import letter_scripts
+
+    assert letter_scripts(MIXED_REFERENCE) == ["DEVANAGARI"] * 12
+    assert letter_scripts(MIXED_PREDICTION) == ["ARABIC"] * 5 + ["LATIN"] * 5 + ["DEVANAGARI"] * 6
+    assert letter_scripts("بَ") == ["ARABIC", "ARABIC"]          # beh + fatha (a mark)
+    assert letter_scripts("क\u0301") == ["DEVANAGARI"] * 2        # a generic mark inherits
+    assert letter_scripts("\u0301a") == ["LATIN"]                # ... and is skipped at the start
+    assert letter_scripts("e\u0301") == ["LATIN"]                # NFC: one letter é
+    assert letter_scripts("१२३ 42 ।?! \u200d") == []              # digits, danda, joiner: none
+
+
+def test_dominant_script():
+    from helpers.metrics import dominant_script
+
+    assert dominant_script(MIXED_REFERENCE) == "DEVANAGARI"
+    assert dominant_script(MIXED_PREDICTION) == "DEVANAGARI"     # 6 of 16
+    assert dominant_script("Hello, दुनिया") == "DEVANAGARI"      # 6 against 5
+    assert dominant_script("ab नम") == "LATIN"                   # 2 : 2, the first met wins
+    assert dominant_script("Тест") == "CYRILLIC" and dominant_script("۱۲ ...") is None
+
+
+def test_script_share_hand_computed():
+    from helpers.metrics import script_share
+
+    assert script_share([MIXED_REFERENCE], [MIXED_PREDICTION]) == pytest.approx(6 / 16)
+    # English reference: हेलो = ह े ल ो (4 Devanagari), world = 5 Latin -> 5 of 9
+    assert script_share(["Hello world"], ["हेलो world"]) == pytest.approx(5 / 9)
+    # pooled over clips, letters not clips: (6 + 5) / (16 + 9); a reference without letters
+    # ("१२३ ।") has no script, so its pair counts in neither total
+    refs, preds = [MIXED_REFERENCE, "Hello world", "१२३ ।"], [MIXED_PREDICTION, "हेलो world", "abc"]
+    assert script_share(refs, preds) == pytest.approx(11 / 25)
+    assert script_share([MIXED_REFERENCE], [MIXED_REFERENCE]) == 1.0
+    assert script_share([MIXED_REFERENCE], ["نمستے دنیا"]) == 0.0
+
+
+def test_script_share_without_predicted_letters_is_none():
+    from helpers.metrics import script_share
+
+    assert script_share([MIXED_REFERENCE, "Hello"], ["", "42 ?"]) is None
+    assert script_share([], []) is None
+    with pytest.raises(ValueError, match="2 references but 1 predictions"):
+        script_share(["a", "b"], ["a"])
+
+
+def test_script_mix_shares_sum_to_one():
+    from helpers.metrics import script_mix
+
+    assert script_mix([MIXED_PREDICTION]) == pytest.approx(
+        {"DEVANAGARI": 6 / 16, "ARABIC": 5 / 16, "LATIN": 5 / 16})
+    assert list(script_mix([MIXED_PREDICTION])) == ["DEVANAGARI", "ARABIC", "LATIN"]
+    assert script_mix(["", "?"]) == {}
+
+
+def test_compare_predictions_and_table_carry_the_script_share():
+    from helpers.evaluate import compare_predictions, comparison_table, script_table
+
+    rows = [{"path": "a.mp3", "reference": MIXED_REFERENCE, "base": MIXED_PREDICTION,
+             "finetuned": MIXED_REFERENCE},
+            {"path": "b.mp3", "reference": "Hello world", "base": "हेलो world", "finetuned": ""}]
+    metrics = compare_predictions(rows)
+    assert metrics["base_script_share"] == pytest.approx(11 / 25, abs=1e-4)   # rounded to 4 places
+    assert metrics["finetuned_script_share"] == 1.0                          # 12 of 12
+    table = comparison_table(metrics)
+    assert table.loc["base", "script share"] == pytest.approx(44.0)
+    assert table.loc["finetuned", "script share"] == 100.0
+    mix = script_table(rows)
+    assert mix.loc["ARABIC", "base"] == pytest.approx(100 * 5 / 25, abs=0.05)
+    assert mix.loc["ARABIC", "finetuned"] == 0 and mix.loc["DEVANAGARI", "reference"] > 50

@@ -77,3 +77,14 @@ def test_the_token_is_in_no_file_of_the_run(smoke_run, fake_hf_token):
     needle = fake_hf_token.encode()
     leaks = [str(p) for p in smoke_run.path.rglob("*") if p.is_file() and needle in p.read_bytes()]
     assert not leaks
+
+
+def test_notebook_06_scores_the_script_and_skips_the_english_check_for_tiny_en(smoke_run):
+    metrics = smoke_run.metrics()
+    for model in ("base", "finetuned"):  # English references: tiny.en writes Latin letters
+        assert metrics[f"{model}_script_share"] > 0.9, model
+    streams = "".join("".join(output.get("text", ""))
+                      for cell in executed_cells(smoke_run, "06_wer_comparison.ipynb")
+                      for output in cell["outputs"] if output["output_type"] == "stream")
+    assert "English check skipped: embedded is an English-only model" in streams
+    assert "english_base_wer" not in metrics

@@ -11,6 +11,7 @@ RUN_NAME = "demo"          # the run directory written by 01-05
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
 PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
 WORST_N = 8                # how many of the worst utterances to list
+ENGLISH_CLIPS = 8          # multilingual models: English test clips transcribed with the adapter on and off (0: skip)
 
 # %%
 from helpers.config import stage_config
@@ -37,6 +38,19 @@ bar_chart({"base": {"WER": metrics["base_wer"], "CER": metrics["base_cer"],
                           "raw WER": metrics["raw_finetuned_wer"]}},
           run.plot("wer"), ylabel="error rate (%)",
           title=f"{config.model} on {metrics['n_test']} test clips");
+
+# %% [markdown]
+# ## Which script?
+# "script share" in the table above is the share of the transcripts' letters written in the
+# script of their reference (Devanagari for Hindi, Latin for English), counted per letter by
+# its Unicode name (`helpers.metrics.script_share`). Whisper's base model asked for Hindi
+# writes much of it in Urdu (Arabic script): every such word counts wrong in WER and CER,
+# and this shows why. Percent of the letters per script:
+
+# %%
+from helpers.evaluate import script_table
+
+script_table(predictions)
 
 # %% [markdown]
 # ## Repetition loops and inserted words
@@ -72,3 +86,17 @@ claims_table(metrics, config.model)
 from helpers.evaluate import worst_utterances
 
 worst_utterances(predictions, WORST_N)
+
+# %% [markdown]
+# ## Did it forget English?
+# Fine-tuning a multilingual model on one language can cost it others ("catastrophic
+# forgetting"). For a multilingual model, a few English test clips of the embedded corpus
+# are transcribed with `language="english"`, adapter off (the base, untouched by LoRA) and
+# on; the transcripts go to `english_check.jsonl`. An English-only model skips this.
+
+# %%
+from helpers.forgetting import english_check
+
+english = english_check(config, run, ENGLISH_CLIPS)
+if english:
+    metrics = run.update_metrics(**english)

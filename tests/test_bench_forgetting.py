@@ -1,0 +1,74 @@
+"""benchmarks/bench_forgetting.py end to end on a tiny random multilingual Whisper, and the
+README lines report.py makes of its results (the real run: python benchmarks/run.py --only
+forgetting)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures.tiny_runs import tiny_multilingual_dir
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_forgetting  # noqa: E402
+import report  # noqa: E402
+import run as bench_run  # noqa: E402
+
+
+def test_forgetting_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):
+    tiny = tiny_multilingual_dir(tmp_path / "tiny-ml")
+    path = bench_forgetting.run(tmp_path / "out", steps=1, batch=2, hindi_clips=2,
+                                english_clips=2, model=str(tiny), max_new_tokens=4)
+    data = json.loads(path.read_text())
+    r = data["results"]
+    assert data["benchmark"] == "forgetting" and list(r) == list(bench_forgetting.ROWS)
+    for name, row in r.items():
+        assert row["hindi"]["n"] == row["english"]["n"] == 2, name
+        assert row["hindi"]["wer"] >= 0 and row["english"]["cer"] >= 0
+        assert row["english_detected_as_english"] in (0, 0.5, 1)
+        assert row["hindi_detected_as_hindi"] in (0, 0.5, 1)
+        assert [s["reference"] for s in row["english_samples"]] == \
+            [s["reference"] for s in r["base_fp32"]["english_samples"]]
+    lora8, lora32, full = r["lora_8bit"], r["lora_fp32"], r["full_fp32"]
+    assert lora8["trainable_params"] == lora32["trainable_params"]
+    assert full["trainable_params"] > 20 * lora8["trainable_params"]   # every weight vs q/v LoRA
+    assert (lora8["learning_rate"], full["learning_rate"]) == (1e-3, 1e-5)
+    assert all(row["final_loss"] > 0 for row in (lora8, lora32, full))
+    assert r["lora_8bit_adapter_off"]["precision"] == "8bit"
+    assert path.with_suffix(".png").stat().st_size > 1000
+    text = report.render(path.parent)
+    section = text.split("### Forgetting", 1)[1].split("###", 1)[0]
+    assert "Not measured yet" not in section
+    assert all(f"| {name} |" in section for name in report.FORGET_ROWS.values())
+    assert 'The blog\'s claim "LoRA overcomes catastrophic forgetting"' in section
+
+
+def rows(base: float, lora: float, full: float, off: float | None = None) -> dict:
+    """forgetting.json results with only the English WERs the verdict reads."""
+    english = lambda wer: {"english": {"wer": wer}}  # noqa: E731
+    return {"base_fp32": english(base), "lora_8bit": english(lora), "full_fp32": english(full),
+            "lora_8bit_adapter_off": english(base if off is None else off)}
+
+
+@pytest.mark.parametrize("lora,full,verdict", [
+    (0.43, 0.70, "held here"),                      # +3 points vs +30
+    (0.44, 0.41, "was not put to the test"),        # +4 and +1: neither forgot
+    (0.55, 0.70, "held only in part"),              # +15 vs +30
+    (0.80, 0.70, "did not hold"),                   # +40 vs +30
+])
+def test_forgetting_verdict(lora, full, verdict):
+    line = report.forgetting_verdict(rows(0.40, lora, full, off=0.41))
+    assert verdict in line and "\n" not in line
+    assert f"{100 * (lora - 0.40):+.1f} points with the 8-bit LoRA adapter on" in line
+    assert "from the untouched base's 40.0%" in line and "adapter off, 41.0%" in line
+
+
+def test_forgetting_runs_only_on_request_with_its_sizes():
+    assert "forgetting" not in bench_run.parse_args([]).only
+    args = bench_run.parse_args(["--only", "forgetting", "--quick", "--forgetting-clips", "3"])
+    sizes = bench_run.forgetting_sizes(bench_run.QUICK, args)
+    assert args.only == ["forgetting"] and args.forgetting_model == "embedded-base"
+    assert (sizes.forget_steps, sizes.forget_hindi_clips, sizes.forget_english_clips) == (1, 3, 3)
+    full = bench_run.forgetting_sizes(bench_run.FULL, bench_run.parse_args(["--forgetting-steps", "5"]))
+    assert (full.forget_steps, full.forget_batch, full.forget_english_clips) == (5, 8, 24)
