@@ -23,8 +23,6 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers.generation.logits_process import (LogitsProcessorList,
-                                                    SuppressTokensLogitsProcessor)
 
 from helpers.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
 from helpers.quiet import quiet_libraries
@@ -81,38 +79,13 @@ def generate_ids(model, processor, audios: list[np.ndarray],
     # max_length itself, so max_length = max_new_tokens caps the new tokens at that; passing
     # max_new_tokens beside the model's max_length=448 instead draws a warning every call.
     generation_config.max_new_tokens, generation_config.max_length = None, max_new_tokens
-    processors = []
-    if generation_config.suppress_tokens:
-        processors.append(MaskSuppressTokens(generation_config.suppress_tokens))
-        generation_config.suppress_tokens = None  # ours replaces transformers' own
     cuda = [model.device] if model.device.type == "cuda" else []
     with torch.inference_mode(), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(DECODE_SEED)
         ids = model.generate(input_features=features, generation_config=generation_config,
                              attention_mask=inputs.attention_mask.to(model.device),
-                             logits_processor=LogitsProcessorList(processors),
                              **decoding_arguments(fallback))
     return ids
-
-
-class MaskSuppressTokens(SuppressTokensLogitsProcessor):
-    """transformers' SuppressTokensLogitsProcessor with its vocabulary mask built once.
-
-    The original runs `torch.isin` over the whole vocabulary at every decoding step; the
-    mask is the same every time. Same scores out: suppressed ids -inf, the others
-    unchanged. Being a subclass, Whisper's generate still finds the suppressed ids where it
-    looks for them. Known gap: transformers 5.24's Whisper generate restores its own
-    processor from the model's generation config as well, so today both run (same
-    transcripts, no time saved); making this one replace it is still to do.
-    """
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        mask = getattr(self, "_mask", None)
-        if mask is None or mask.shape[-1] != scores.shape[-1] or mask.device != scores.device:
-            mask = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-            mask[self.suppress_tokens[self.suppress_tokens < scores.shape[-1]].to(scores.device)] = True
-            self._mask = mask
-        return scores.masked_fill(mask, -float("inf"))
 
 
 def _input_dtype(model) -> torch.dtype:
