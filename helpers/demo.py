@@ -124,15 +124,22 @@ def run_all(run_name: str = "demo", preset: str = "embedded", extra: dict | None
 
 
 def summary_lines(metrics: dict) -> list[str]:
-    """The comparison table printed at the end of the demo."""
-    lines = [f"{'':12}{'WER':>8}{'CER':>8}{'raw WER':>9}{'loops':>7}",
-             *[f"{label:12}{metrics[f'{key}_wer']:8.1%}{metrics[f'{key}_cer']:8.1%}"
-               f"{metrics[f'raw_{key}_wer']:9.1%}{metrics.get(f'{key}_loops', '-'):>7}"
-               for label, key in (("base", "base"), ("fine-tuned", "finetuned"))],
-             f"test clips: {metrics['n_test']}, training steps: {metrics['train_steps']} in "
-             f"{metrics['train_seconds']:.0f} s, adapter: {metrics['adapter_bytes'] / 2**20:.1f} MiB, "
-             f"trainable: {metrics['trainable_params']:,} of {metrics['total_params']:,} params"]
-    return lines
+    """The comparison table printed at the end of the demo (script share when measured:
+    the share of letters in the reference's script, see helpers.metrics.script_share)."""
+    script = metrics.get("base_script_share") is not None
+    header = f"{'':12}{'WER':>8}{'CER':>8}{'raw WER':>9}{'loops':>7}" + (f"{'script':>8}" if script else "")
+    rows = []
+    for label, key in (("base", "base"), ("fine-tuned", "finetuned")):
+        row = (f"{label:12}{metrics[f'{key}_wer']:8.1%}{metrics[f'{key}_cer']:8.1%}"
+               f"{metrics[f'raw_{key}_wer']:9.1%}{metrics.get(f'{key}_loops', '-'):>7}")
+        if script:
+            share = metrics.get(f"{key}_script_share")
+            row += f"{share:8.1%}" if share is not None else f"{'-':>8}"
+        rows.append(row)
+    footer = (f"test clips: {metrics['n_test']}, training steps: {metrics['train_steps']} in "
+              f"{metrics['train_seconds']:.0f} s, adapter: {metrics['adapter_bytes'] / 2**20:.1f} MiB, "
+              f"trainable: {metrics['trainable_params']:,} of {metrics['total_params']:,} params")
+    return [header, *rows, footer]
 
 
 def parse_assignments(pairs: list[str]) -> dict:
