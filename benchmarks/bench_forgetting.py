@@ -76,9 +76,12 @@ def load_for_method(source: str, method: str):
     model, processor = load_model(source, precision=precision, language="hindi",
                                   device=process_device())
     set_seed(42)  # LoRA's random A matrices start alike in both LoRA methods
+    preset = make_config("embedded-hindi")  # its checkpointing choice, for all three methods
     if lora:
-        return add_lora(model, make_config("embedded-hindi").lora_settings()), processor
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return add_lora(model, preset.lora_settings(),
+                        gradient_checkpointing=preset.gradient_checkpointing), processor
+    if preset.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     return model, processor
 
