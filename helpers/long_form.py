@@ -233,6 +233,22 @@ def time_errors(sentences: list[dict], segments: list[dict]) -> tuple[list[float
             [float(np.abs(ends - s["end"]).min()) for s in sentences])
 
 
+def segments_table(recording: dict, prediction: dict):
+    """Whisper's segments beside the true sentences, as a DataFrame: per predicted segment
+    its start, end and text, and the true start, end and text of the sentence whose start
+    is nearest (times in seconds)."""
+    import pandas as pd
+
+    sentences = recording["sentences"]
+    rows = []
+    for segment in prediction["segments"]:
+        nearest = min(sentences, key=lambda s: abs(s["start"] - segment["start"]))
+        rows.append({"start": segment["start"], "end": segment["end"], "text": segment["text"],
+                     "true start": nearest["start"], "true end": nearest["end"],
+                     "reference": nearest["text"]})
+    return pd.DataFrame(rows, columns=["start", "end", "text", "true start", "true end", "reference"])
+
+
 # --------------------------------------------------------------- streaming the audio
 class WindowReader:
     """Read an audio file forward as 16 kHz mono windows, holding at most one window.
