@@ -38,6 +38,7 @@ BATCH_SIZE = None          # per-device batch (None: the preset's, 8)
 LOGGING_STEPS = None       # log loss and memory every N steps
 SAVE_STEPS = None          # write a checkpoint every N steps
 PRECISION = None           # base precision: "8bit" (the recipe), "4bit" (QLoRA, NF4), "fp16", "fp32" (None: the run's)
+GRADIENT_CHECKPOINTING = None  # recompute activations in the backward pass: less memory, slower steps (None: the preset's)
 FP16 = None                # fp16 mixed precision on a GPU (None: the run's; the blog preset's True; ignored on a CPU)
 LORA_R = None              # LoRA rank (None: the run's, 32)
 LORA_ALPHA = None          # LoRA alpha (None: the run's, 64)
@@ -64,7 +65,7 @@ run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num
                            learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE,
                            logging_steps=LOGGING_STEPS, save_steps=SAVE_STEPS, precision=PRECISION, fp16=FP16,
                            eval_steps=EVAL_STEPS, eval_max_clips=EVAL_MAX_CLIPS,
-                           decode_fallback=DECODE_FALLBACK,
+                           decode_fallback=DECODE_FALLBACK, gradient_checkpointing=GRADIENT_CHECKPOINTING,
                            keep_best_adapter=KEEP_BEST_ADAPTER, streaming=STREAMING)
 lora = {key: value for key, value in {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": LORA_DROPOUT,
                                       "target_modules": LORA_TARGET_MODULES}.items() if value is not None}
