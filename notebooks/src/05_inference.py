@@ -12,6 +12,7 @@ RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' run
 PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
+ADAPTER = None             # None: the run's adapter/ (notebook 04); or another one: a folder, or a Hub id "USER/NAME" ("USER/NAME@REVISION")
 
 # %%
 from helpers.config import stage_config
@@ -23,13 +24,16 @@ print(len(clips), "test clips")
 
 # %% [markdown]
 # ## Base model + adapter
+# `ADAPTER` may name an adapter someone published on the Hub (`USER/NAME`): only its config,
+# safetensors weights and card are downloaded, and it must fit the run's base model.
 
 # %%
-from helpers.adapters import attach_adapter
+from helpers.adapters import attach_adapter, resolve_adapter
 from helpers.models import load_model
 
+adapter = resolve_adapter(ADAPTER) if ADAPTER else run.require("adapter", "notebook 04 (training)")
 model, processor = load_model(config.model, precision=config.precision, language=config.language)
-model = attach_adapter(model, run.require("adapter", "notebook 04 (training)"))
+model = attach_adapter(model, adapter)
 model.eval();
 
 # %% [markdown]
