@@ -449,6 +449,9 @@ def reproduce_command(config: dict, run_name: str = "demo") -> str:
         elif key == "corpus":
             if _corpus_argument(value) != _corpus_argument(default["corpus"]):
                 sets.append(f"CORPUS={_corpus_argument(value)}")
+        elif key == "model" and value != default["model"]:
+            local = shareable_base(value) != value
+            sets.append(f"MODEL={f'path/to/{shareable_base(value)}' if local else value}")
         elif value != default[key]:
             (sets if key in _notebook_parameters() else by_hand).append(f"{key.upper()}={value!r}")
     command = ["python", "-m", "helpers.demo", "--run-name", run_name,
