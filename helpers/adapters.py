@@ -185,3 +185,93 @@ def trainable_dtype_summary(model) -> dict[str, int]:
             summary[key] = summary.get(key, 0) + parameter.numel()
     return summary
 
+
+
+# ------------------------------------------------------------------ adapters on the Hub
+
+# All a PEFT adapter on the Hub needs: its config, its weights and its card. Nothing else is
+# downloaded, so a repo that also holds pickled weights (adapter_model.bin) never sends them.
+HUB_ADAPTER_PATTERNS = [ADAPTER_CONFIG, "*.safetensors", "README.md"]
+
+
+def split_hub_id(adapter: str | Path) -> tuple[str, str | None] | None:
+    """"USER/NAME" or "USER/NAME@REVISION" -> (repo id, revision or None); None when the
+    text is not shaped like a Hub model id (a path such as runs/demo/adapter or ./x)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = str(adapter).strip()
+    repo_id, _, revision = text.partition("@")
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts) or text.startswith((".", "~", "/")):
+        return None
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return None
+    return repo_id, revision or None
+
+
+def resolve_adapter(adapter: str | Path) -> Path:
+    """The local folder of an adapter given as a folder or as a Hub id USER/NAME[@REVISION].
+
+    A folder that exists always wins. Otherwise a Hub id is fetched with snapshot_download,
+    restricted to HUB_ADAPTER_PATTERNS, into the Hub cache ($HF_HUB_CACHE), or found there
+    when offline (HF_HUB_OFFLINE=1); a private repo needs HF_TOKEN. The folder is then
+    checked as a local one is (adapter_config.json and adapter_model.safetensors present).
+    Raises FileNotFoundError or ValueError saying what was tried and what to do.
+    """
+    path = Path(adapter).expanduser()
+    if path.is_dir():
+        return path
+    hub = split_hub_id(adapter)
+    if hub is None:
+        kind = "a file, not an adapter folder" if path.exists() else "no such folder"
+        raise FileNotFoundError(f"{adapter}: {kind}. Pass the folder that training wrote "
+                                "(runs/<RUN_NAME>/adapter) or a Hub id USER/NAME[@REVISION].")
+    folder = _download_adapter(*hub)
+    _check_hub_adapter(folder, str(adapter))
+    return folder
+
+
+def _download_adapter(repo_id: str, revision: str | None) -> Path:
+    """snapshot_download of the adapter files of a Hub model repo; clear errors naming it."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    prefix = f"{where}: no such folder here, and"
+    try:
+        return Path(snapshot_download(repo_id, revision=revision,
+                                      allow_patterns=HUB_ADAPTER_PATTERNS))
+    except RevisionNotFoundError as error:
+        raise FileNotFoundError(f"{prefix} the Hub repo {repo_id} has no revision "
+                                f"{revision!r} (a branch, tag or commit)") from error
+    except GatedRepoError as error:
+        raise FileNotFoundError(f"{prefix} the Hub repo {repo_id} is gated: accept its terms on "
+                                f"https://huggingface.co/{repo_id} and set HF_TOKEN") from error
+    except RepositoryNotFoundError as error:
+        raise FileNotFoundError(f"{prefix} there is no model repo {repo_id} on the Hub (or it is "
+                                "private: set HF_TOKEN to a token that may read it)") from error
+    except LocalEntryNotFoundError as error:
+        reason = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
+                  else "the Hub could not be reached")
+        raise FileNotFoundError(f"{prefix} {reason} and the Hub cache ({constants.HF_HUB_CACHE}) "
+                                f"holds no complete copy of {where}: download it once online, "
+                                "or pass the adapter folder") from error
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", "?")
+        raise FileNotFoundError(f"{prefix} the Hub answered HTTP {status} for {where}: "
+                                f"{str(error).splitlines()[0]}") from error
+
+
+def _check_hub_adapter(folder: Path, where: str) -> None:
+    """The checks read_adapter_config makes on a folder, worded for a Hub repo `where`."""
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise FileNotFoundError(f"{where}: the Hub repo holds no {ADAPTER_CONFIG}, so it is not "
+                                "a PEFT adapter (a full model goes in --model instead)")
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise ValueError(f"{where}: the Hub repo has no {ADAPTER_WEIGHTS}. Only safetensors "
+                         "adapters are loaded: pickled weights (adapter_model.bin) can run code "
+                         "when loaded, and are never downloaded.")

@@ -2,7 +2,8 @@
 
 Usage:
     python -m helpers.evaluate [--corpus PATH] [--split test] [--model SOURCE]
-                               [--adapter DIR] [--precision P] [--max-clips N] [--no-fallback]
+                               [--adapter DIR_OR_HUB_ID] [--precision P] [--max-clips N]
+                               [--no-fallback]
 
 Prints one JSON object: {"n": clips, "wer", "cer" (normalized), "raw_wer", "raw_cer",
 "loops", "insertions"}.
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     parser.add_argument("--split", default="test")
     parser.add_argument("--model")
-    parser.add_argument("--adapter")
+    parser.add_argument("--adapter", help="a LoRA adapter folder, or a Hub id USER/NAME[@REVISION]")
     parser.add_argument("--language")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--max-clips", type=int)
@@ -196,7 +197,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="greedy decoding only (no temperature fallback against loops)")
     args = parser.parse_args(argv)
     quiet_libraries()
-    model, processor = load_for_transcription(args.model, args.adapter, args.language, args.precision)
+    try:
+        model, processor = load_for_transcription(args.model, args.adapter, args.language,
+                                                  args.precision)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     clips, _ = load_test_clips(args.corpus, args.split, processor.tokenizer, args.max_clips)
     predictions = predict(model, processor, clips, args.batch_size, fallback=not args.no_fallback)
     print(json.dumps(score(clips, predictions)))

@@ -1,7 +1,7 @@
 """Batched transcription, and the command `python -m helpers.transcribe`.
 
 Usage:
-    python -m helpers.transcribe [--model SOURCE] [--adapter DIR] [--language L]
+    python -m helpers.transcribe [--model SOURCE] [--adapter DIR_OR_HUB_ID] [--language L]
                                  [--precision P] [--batch-size N] [--no-fallback]
                                  [--timestamps] PATH...
 
@@ -153,10 +153,15 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[Path], list[str]]:
 
 def load_for_transcription(model_source: str | None, adapter: str | None,
                            language: str | None, precision: str):
-    """Load the model (and adapter, if given) the command line asked for."""
-    from helpers.adapters import adapter_base_model, attach_adapter
+    """Load the model (and adapter, if given) the command line asked for.
+
+    adapter: a folder, or a Hub id USER/NAME[@REVISION] (`helpers.adapters.resolve_adapter`:
+    a folder that exists wins; the same checks either way). Returns (model, processor).
+    """
+    from helpers.adapters import adapter_base_model, attach_adapter, resolve_adapter
     from helpers.models import load_model
 
+    adapter = resolve_adapter(adapter) if adapter else None
     source = model_source or (adapter_base_model(adapter) if adapter else "embedded")
     model, processor = load_model(source, precision=precision, language=language)
     if adapter:
@@ -172,7 +177,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     parser.add_argument("--model", help="model source: embedded, a Hub id, a local or CTranslate2 dir "
                                         "(default: the adapter's base model, else embedded)")
-    parser.add_argument("--adapter", help="a LoRA adapter directory (PEFT format)")
+    parser.add_argument("--adapter", help="a LoRA adapter (PEFT format): a folder, or a Hub id "
+                                          "USER/NAME[@REVISION]; a folder that exists wins")
     parser.add_argument("--language", help="spoken language, e.g. hindi (multilingual models)")
     parser.add_argument("--precision", default="fp32", help="8bit, 4bit, fp16 or fp32 (default fp32)")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -51,6 +51,8 @@ KEEP_BEST_ADAPTER = None   # keep the lowest-WER adapter in adapter_best/ (None:
 STREAMING = None           # True: features computed on the fly, never saved (needs MAX_STEPS > 0)
 RESUME = False             # True: continue from the last complete checkpoint (after a crash or disconnect)
 EXPORT = None              # after training: "merged" (plain Whisper) or "ct2" (CTranslate2) into exports/
+PUBLISH_REPO = None        # after training: push the adapter and its model card to this Hub repo, "USER/NAME" (needs HF_TOKEN with write access)
+PUBLISH_PRIVATE = False    # True: create that repo private
 
 # %% [markdown]
 # ## Settings
@@ -206,6 +208,26 @@ if EXPORT:
 
     exported = export(run.adapter_dir, EXPORT, run.path / "exports" / EXPORT)
     print(f"{EXPORT}: {folder_bytes(exported) / 2**20:.1f} MiB in {exported}")
+
+# %% [markdown]
+# ## Share the adapter on the Hub
+# With `PUBLISH_REPO = "USER/NAME"` the adapter goes to the Hugging Face Hub with a model card
+# written from this run's files (base model, corpus and splits, settings, size, how to load
+# it). The token is `HF_TOKEN`: on Colab a secret of that name (key icon, notebook access on),
+# elsewhere the environment variable; it is never printed. Test WER is measured by
+# notebooks 05-06, so publish again after them (here, or with the command below) to put it
+# in the card:
+#
+# ```bash
+# python -m helpers.publish --adapter runs/demo/adapter --repo USER/NAME [--private]
+# python -m helpers.transcribe --adapter USER/NAME clip.mp3   # anyone can then load it by name
+# ```
+
+# %%
+if PUBLISH_REPO:
+    from helpers.publish import publish
+
+    print("published:", publish(run.adapter_dir, PUBLISH_REPO, private=PUBLISH_PRIVATE))
 
 # %% [markdown]
 # Next: **05** transcribes the test split with and without the adapter.

@@ -13,6 +13,7 @@ PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedd
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
 LONG_FORM_SECONDS = 60     # length of the long recording made from test clips and transcribed at the end (0: skip)
+ADAPTER = None             # None: the run's adapter/ (notebook 04); or another one: a folder, or a Hub id "USER/NAME" ("USER/NAME@REVISION")
 
 # %%
 from helpers.config import stage_config
@@ -24,13 +25,16 @@ print(len(clips), "test clips")
 
 # %% [markdown]
 # ## Base model + adapter
+# `ADAPTER` may name an adapter someone published on the Hub (`USER/NAME`): only its config,
+# safetensors weights and card are downloaded, and it must fit the run's base model.
 
 # %%
-from helpers.adapters import attach_adapter
+from helpers.adapters import attach_adapter, resolve_adapter
 from helpers.models import load_model
 
+adapter = resolve_adapter(ADAPTER) if ADAPTER else run.require("adapter", "notebook 04 (training)")
 model, processor = load_model(config.model, precision=config.precision, language=config.language)
-model = attach_adapter(model, run.require("adapter", "notebook 04 (training)"))
+model = attach_adapter(model, adapter)
 model.eval();
 
 # %% [markdown]
