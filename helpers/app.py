@@ -256,7 +256,8 @@ def build_page(models: PageModels):
     with gr.Blocks(title="Whisper + LoRA: base vs fine-tuned", analytics_enabled=False) as page:
         gr.Markdown(f"## Whisper + LoRA: base vs fine-tuned\n{models.description}. Record or "
                     f"upload up to {MAX_PAGE_SECONDS} s of speech ({FORMATS}, at most "
-                    f"{MAX_UPLOAD.upper()}), then press **Transcribe**.")
+                    f"{MAX_UPLOAD.upper()}), then press **Transcribe**. Words where the two "
+                    "transcripts differ are marked.")
         audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="speech",
                          elem_id="audio-input")
         button = gr.Button("Transcribe", variant="primary", elem_id="transcribe")

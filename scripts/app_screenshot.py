@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "app.png"))
     parser.add_argument("--width", type=int, default=1100, help="window width in pixels")
     args = parser.parse_args(argv)
-    with serve_page(Path(args.adapter).resolve()) as url, chromium(width=args.width) as driver:
+    adapter = Path(args.adapter).resolve()
+    if ROOT in adapter.parents:  # the page names it as `make app` would: runs/demo/adapter
+        adapter = adapter.relative_to(ROOT)
+    with serve_page(adapter) as url, chromium(width=args.width) as driver:
         page = AppPage(driver, url).open()
         page.upload(args.clip)
         page.wait_for_upload()
