@@ -318,8 +318,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      description="A web page: base vs fine-tuned transcripts "
                                                  "of a recording or an uploaded clip.")
     parser.add_argument("--adapter", default=DEFAULT_ADAPTER,
-                        help=f"the LoRA adapter: a folder (default {DEFAULT_ADAPTER}, what "
-                             "`make demo` trains)")
+                        help="the LoRA adapter, as `python -m helpers.transcribe --adapter` "
+                             f"takes it (default {DEFAULT_ADAPTER}: what `make demo` trains)")
     parser.add_argument("--model", help="base model source (default: the one the adapter "
                                         "names): embedded, a Hub id, a local or CTranslate2 dir")
     parser.add_argument("--language", help="spoken language, e.g. hindi (multilingual models)")
