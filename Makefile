@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-hindi test gpu-check venv clean-venv
+.PHONY: demo demo-hindi test test-browser app gpu-check venv clean-venv
 
 venv: $(STAMP)
 
@@ -26,6 +26,28 @@ demo-hindi: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+# The web page: `make app` serves runs/demo/adapter (after `make demo`) on 127.0.0.1:7860;
+# `make app ADAPTER=DIR` another adapter. gradio is installed for the page only.
+ADAPTER ?= runs/demo/adapter
+APP_STAMP     := $(VENV)/.installed-app
+BROWSER_STAMP := $(VENV)/.installed-browser
+
+$(APP_STAMP): requirements-app.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-app.txt
+	touch $(APP_STAMP)
+
+$(BROWSER_STAMP): requirements-browser.txt requirements-app.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-browser.txt
+	touch $(APP_STAMP) $(BROWSER_STAMP)
+
+app: $(APP_STAMP)
+	$(PY) -m helpers.app --adapter $(ADAPTER)
+
+# The page in headless Chromium (tests/browser/; `make test` leaves them out). Needs Debian's
+# chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does it).
+test-browser: $(BROWSER_STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests/browser
 
 # On a machine with one CUDA GPU: CUDA tests, notebooks on CUDA and the blog's memory claims
 # (at most 8 minutes) -> benchmarks/results/gpu_check.json; see benchmarks/gpu_check.py.

@@ -6,6 +6,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pathlib import Path
+
 import pytest
 
 FAKE_HF_TOKEN = "hf_SmokeRunFakeToken0123456789abcdefXYZ"  # in the env while the notebooks run
@@ -60,3 +62,19 @@ def pytest_collection_modifyitems(config, items):
                             "python benchmarks/gpu_check.py runs these on one")
     for item in marked:
         item.add_marker(skip)
+
+
+BROWSER_TESTS = Path(__file__).resolve().parent / "browser"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Collect tests/browser/ only when it is named on the command line (`make test-browser`:
+    `pytest tests/browser`), never when pytest walks tests/ (`make test`): those tests need
+    gradio, selenium and Debian's chromium, which `make test` does not install."""
+    if collection_path != BROWSER_TESTS:
+        return None
+    start = Path(config.invocation_params.dir)
+    named = [(start / arg.split("::")[0]).resolve() for arg in config.args]
+    if any(path == BROWSER_TESTS or BROWSER_TESTS in path.parents for path in named):
+        return None
+    return True

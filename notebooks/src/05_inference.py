@@ -14,6 +14,8 @@ EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
 LONG_FORM_SECONDS = 60     # length of the long recording made from test clips and transcribed at the end (0: skip)
 ADAPTER = None             # None: the run's adapter/ (notebook 04); or another one: a folder, or a Hub id "USER/NAME" ("USER/NAME@REVISION")
+OPEN_APP = False           # True: open the web page (base vs fine-tuned on your own recording) in the last cell
+APP_SHARE = False          # True: also a public gradio.live link to the page (anyone with the link can use it)
 
 # %%
 from helpers.config import stage_config
@@ -95,6 +97,20 @@ if LONG_FORM_SECONDS:
     print(f"{recording['duration']:.0f} s, {len(recording['sentences'])} sentences, "
           f"{len(long_form['segments'])} segments in {len(long_form['windows'])} windows")
     display(segments_table(recording, long_form))
+
+# %% [markdown]
+# ## Try it on your own voice
+# With `OPEN_APP = True` this cell opens a web page on the model loaded above (the page of
+# `python -m helpers.app`): record from the microphone or upload a clip of up to 30 s, and
+# read the base and the fine-tuned transcripts side by side, the words where they differ
+# marked, with the time each took. On Colab it appears below the cell (and installs gradio,
+# `requirements-app.txt`, the first time); elsewhere the cell prints its local address.
+
+# %%
+if OPEN_APP:
+    from helpers.app import open_page
+
+    open_page(model, processor, f"{config.model} + adapter of run {RUN_NAME}", share=APP_SHARE)
 
 # %% [markdown]
 # Next: **06** scores both transcripts.
