@@ -2,7 +2,7 @@
 
     run_training(config, run, resume)      the whole stage, as the script runs it
       prepare_output(run, resume)          clean half-written files; pick the checkpoint to resume
-      load_training_model(config)          base (8bit/4bit/fp16/fp32) on this process's device + LoRA
+      load_training_model(config)          base (8bit/4bit/fp16/fp32; fp16 is fp32 off CUDA) + LoRA
       training_dataset(config, run, ...)   features/train from notebook 01, or a stream (streaming)
       eval_clips(config, tokenizer)        dev clips for WER during training (eval_steps)
       build_trainer(...)                   Seq2SeqTrainer + memory and WER callbacks
@@ -65,6 +65,9 @@ def check_training_config(config: RunConfig) -> None:
         raise ValueError("streaming=True needs max_steps > 0 (a stream has no length); set MAX_STEPS.")
     if config.eval_steps is not None and config.eval_steps < 0:
         raise ValueError(f"eval_steps must be a number of steps (0 or None: never), got {config.eval_steps}")
+    if config.precision == "fp16" and torch.cuda.is_available() and not config.fp16:
+        raise ValueError("precision='fp16' (an fp16 base) trains only under fp16 mixed precision: "
+                         "set FP16 = True (fp16=True), or pick precision 'fp32', '8bit' or '4bit'.")
     if config.eval_steps and config.eval_split in config.train_splits:
         warnings.warn(f"eval_split {config.eval_split!r} is also a training split: WER during "
                       "training will be measured on clips the model learns from.", stacklevel=2)
@@ -121,13 +124,30 @@ def load_training_model(config: RunConfig):
     from helpers.adapters import add_lora
     from helpers.models import load_model
 
-    model, processor = load_model(config.model, precision=config.precision,
-                                  language=config.language, task=config.task,
-                                  device=process_device())
+    device = process_device()
+    model, processor = load_model(config.model, precision=training_precision(config.precision, device),
+                                  language=config.language, task=config.task, device=device)
     set_seed(config.seed)
     model = add_lora(model, config.lora_settings(),
                      gradient_checkpointing=config.gradient_checkpointing)
     return model, processor
+
+
+def training_precision(precision: str, device: str) -> str:
+    """The precision the base is trained at: `precision`, except "fp16" off CUDA -> "fp32".
+
+    An fp16 base trains under the Trainer's fp16 autocast, which only a CUDA GPU has; on a
+    CPU its float16 convolution would meet the collator's float32 features ("Input type
+    (float) and bias type (c10::Half) should be the same"), and CPU float16 kernels are
+    slow. The fp32 copy holds the same values (openai's large-v3 checkpoints are stored in
+    float16) in twice the memory; a warning says so.
+    """
+    if precision == "fp16" and not str(device).startswith("cuda"):
+        warnings.warn("precision='fp16' trains on a CUDA GPU only (fp16 mixed precision); on "
+                      f"{device} the base is loaded in fp32 instead: the same weights, twice "
+                      "the memory.", stacklevel=2)
+        return "fp32"
+    return precision
 
 
 def training_dataset(config: RunConfig, run: RunDir, processor):

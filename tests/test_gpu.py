@@ -11,6 +11,7 @@ WHISPER_LORA_GPU_TESTS_ON_CPU=1 runs their bodies on the CPU (no fp16 there) to 
 import json
 import math
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -91,6 +92,26 @@ def test_fp16_lora_steps_on_a_quantized_base(tiny, precision):
         assert scaler is not None and 0 < scaler.get_scale() < math.inf
         assert summary["peak_gpu_device_bytes"] >= summary["peak_gpu_reserved_bytes"] \
             >= summary["peak_gpu_allocated_bytes"] > 0
+
+
+def test_fp16_lora_steps_on_an_fp16_base(tiny):
+    """The blog-v3-turbo preset's way: float16 base weights, float32 LoRA, fp16 autocast and
+    the GradScaler (off CUDA the base is loaded in fp32 with a warning: test_large_v3.py)."""
+    run, config = gpu_run(tiny, "fp16-base", precision="fp16")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, processor = load_training_model(config)
+    fell_back = any("fp32 instead" in str(w.message) for w in caught)
+    assert fell_back is not ON_CUDA
+    base = {p.dtype for n, p in model.named_parameters() if "lora_" not in n}
+    assert base == ({torch.float16} if ON_CUDA else {torch.float32})
+    assert set(trainable_dtype_summary(model)) == {"float32"}   # the GradScaler needs fp32
+    before = lora_weights(model)
+    trainer = build_trainer(model, processor, training_dataset(config, run, processor), config, run)
+    losses = [entry["loss"] for entry in (train(trainer), loss_history(trainer))[1]]
+    assert len(losses) == 4 and all(math.isfinite(loss) for loss in losses), losses
+    after = lora_weights(model)
+    assert [name for name in before if torch.equal(before[name], after[name])] == []
 
 
 def test_gradient_accumulation_logs_the_loss_of_the_same_larger_batch(tiny):

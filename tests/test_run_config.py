@@ -45,7 +45,7 @@ def test_presets_follow_the_recipe():
     assert (blog.warmup_steps, blog.num_train_epochs, blog.fp16) == (50, 3.0, True)
     embedded = make_config("embedded")
     assert embedded.lora == blog.lora and embedded.precision == "8bit"
-    assert set(PRESETS) == {"blog", "blog-fleurs", "embedded", "embedded-hindi"}
+    assert set(PRESETS) == {"blog", "blog-fleurs", "blog-v3-turbo", "embedded", "embedded-hindi"}
     fleurs = make_config("blog-fleurs")
     assert fleurs.corpus == "fleurs:hi_in" and blog.corpus.startswith("mdc:")
     assert {k: v for k, v in vars(fleurs).items() if k not in ("preset", "corpus", "text_column")} \
