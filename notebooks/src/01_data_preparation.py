@@ -10,8 +10,9 @@
 # uses its Hindi sibling `data/cv-mini/hi` with the multilingual `base` model. The `blog`
 # preset downloads a Common Voice Hindi release from the Mozilla Data Collective instead
 # (`CORPUS = "mdc:<id>"`, needs a free API key stored as the Colab secret `MDC_API_KEY`);
-# `blog-fleurs` reads FLEURS Hindi (`CORPUS = "fleurs:hi_in"`), which needs no sign-in.
-# See the README.
+# `blog-fleurs` reads FLEURS Hindi (`CORPUS = "fleurs:hi_in"`), which needs no sign-in;
+# `blog-v3-turbo` is the recipe on whisper-large-v3-turbo with LoRA on an fp16 base (8-bit
+# LoRA diverged on large-v3 in PEFT issue 1223). See the README.
 
 # %% [markdown]
 # ## Parameters
@@ -21,7 +22,7 @@
 # %% parameters
 RUN_NAME = "demo"          # results go to runs/<RUN_NAME>/ (the only channel to notebooks 02-06)
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # "embedded" (tiny.en, cv-mini, CPU), "embedded-hindi" (base, cv-mini Hindi, CPU), "blog" (whisper-large-v2, Common Voice Hindi, T4) or "blog-fleurs" (the same on FLEURS Hindi, no sign-in)
+PRESET = "embedded"        # "embedded" (tiny.en, cv-mini, CPU), "embedded-hindi" (base, cv-mini Hindi, CPU), "blog" (whisper-large-v2, Common Voice Hindi, T4), "blog-fleurs" (the same on FLEURS Hindi, no sign-in) or "blog-v3-turbo" (whisper-large-v3-turbo, fp16 base, Common Voice Hindi, T4)
 MODEL = None               # model source: "embedded", a Hub id, a local or CTranslate2 folder
 LANGUAGE = None            # spoken language for multilingual models, e.g. "hindi"
 CORPUS = None              # "mdc:<dataset id>" (Common Voice, downloaded once), "fleurs:hi_in", a Common Voice locale folder, folder/CSV of audio + text, or a Hub dataset id

@@ -9,7 +9,7 @@
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
 PRECISIONS = ["fp32", "fp16", "8bit", "4bit"]  # which precisions to load and measure
 
 # %%

@@ -9,7 +9,7 @@
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
 LORA_R = None              # LoRA rank (None: the preset's, 32)
 LORA_ALPHA = None          # LoRA alpha (None: the preset's, 64)
 

@@ -30,7 +30,7 @@
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
 MAX_STEPS = None           # training steps (None: the preset's; -1 trains for NUM_TRAIN_EPOCHS)
 NUM_TRAIN_EPOCHS = None    # epochs when MAX_STEPS is -1
 LEARNING_RATE = None       # None: the preset's, 1e-3

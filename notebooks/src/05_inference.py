@@ -9,7 +9,7 @@
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01-04
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
 LONG_FORM_SECONDS = 60     # length of the long recording made from test clips and transcribed at the end (0: skip)

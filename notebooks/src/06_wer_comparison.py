@@ -9,7 +9,7 @@
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01-05
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
+PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
 WORST_N = 8                # how many of the worst utterances to list
 ENGLISH_CLIPS = 8          # multilingual models: English test clips transcribed with the adapter on and off (0: skip)
 
