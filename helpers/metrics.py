@@ -171,3 +171,66 @@ def script_mix(texts) -> dict[str, float]:
     counts = Counter(script for text in texts for script in letter_scripts(text))
     total = sum(counts.values())
     return {script: count / total for script, count in counts.most_common()}
+
+
+# ---------------------------------------------------------------- timestamps (long-form audio)
+
+
+def timestamp_window_share(predictions) -> float | None:
+    """Share of the 30 s windows, over all `predictions`, in which the model emitted
+    timestamps: each prediction is a `helpers.long_form.transcribe_long` result whose
+    "windows" list holds {"start", "end", "timestamps": bool}, True when the model closed
+    at least one segment with a timestamp token in that window (the first timestamp of a
+    window is forced by Whisper's decoder, so it does not count). None when there is no
+    window at all. Example: windows [True, False] and [True] -> 2/3.
+    """
+    flags = [bool(window["timestamps"]) for prediction in predictions
+             for window in prediction["windows"]]
+    return sum(flags) / len(flags) if flags else None
+
+
+def _nearest_gaps(true_times, predicted_times) -> list[float]:
+    """|t - p| for each true time t and the predicted time p nearest to it."""
+    return [min(abs(t - p) for p in predicted_times) for t in true_times]
+
+
+def boundary_errors(sentences, segments) -> dict:
+    """How far one recording's predicted segment boundaries are from its true sentence ones.
+
+    sentences: the true [{"start", "end", ...}] (seconds); segments: the predicted ones.
+    Matching: each true sentence start is matched to the nearest predicted segment start,
+    and each true end to the nearest predicted end (a predicted boundary may serve several
+    true ones: a segment that spans two sentences leaves the inner boundaries far from any
+    predicted one, and they count with that distance). Returns {"start_errors",
+    "end_errors"} (seconds, one per true sentence); both empty when nothing was predicted.
+    Example: true (1, 4), (5, 9); predicted (0.5, 9.5) -> starts [0.5, 4.5], ends [5.5, 0.5].
+    """
+    if not segments:
+        return {"start_errors": [], "end_errors": []}
+    return {"start_errors": _nearest_gaps([s["start"] for s in sentences], [p["start"] for p in segments]),
+            "end_errors": _nearest_gaps([s["end"] for s in sentences], [p["end"] for p in segments])}
+
+
+def timestamp_errors(recordings, predictions) -> dict:
+    """Sentence start/end mean absolute errors (seconds) over all `recordings`
+    ({"sentences": [{"start", "end"}]}) and their `predictions` ({"segments": [...]}),
+    paired in order, with `boundary_errors`' matching; every sentence of every recording
+    weighs the same. Returns {"start_mae", "end_mae", "sentences" (matched),
+    "unmatched_sentences" (in recordings with no predicted segment: no error exists for
+    them; None MAEs when no sentence was matched), "segments" (predicted)}.
+    Raises ValueError if the lists differ in length.
+    """
+    recordings, predictions = list(recordings), list(predictions)
+    if len(recordings) != len(predictions):
+        raise ValueError(f"{len(recordings)} recordings but {len(predictions)} predictions; "
+                         "they must pair up one to one.")
+    starts, ends, unmatched = [], [], 0
+    for recording, prediction in zip(recordings, predictions):
+        errors = boundary_errors(recording["sentences"], prediction["segments"])
+        starts += errors["start_errors"]
+        ends += errors["end_errors"]
+        unmatched += 0 if prediction["segments"] else len(recording["sentences"])
+    mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
+    return {"start_mae": mean(starts), "end_mae": mean(ends), "sentences": len(starts),
+            "unmatched_sentences": unmatched,
+            "segments": sum(len(prediction["segments"]) for prediction in predictions)}
