@@ -179,12 +179,12 @@ def script_mix(texts) -> dict[str, float]:
 def timestamp_window_share(predictions) -> float | None:
     """Share of the 30 s windows, over all `predictions`, in which the model emitted
     timestamps: each prediction is a `helpers.long_form.transcribe_long` result whose
-    "windows" list holds {"start", "end", "timestamps": bool}, True when the model closed
+    "windows" list holds {"start", "end", "timestamped": bool}, True when the model closed
     at least one segment with a timestamp token in that window (the first timestamp of a
     window is forced by Whisper's decoder, so it does not count). None when there is no
     window at all. Example: windows [True, False] and [True] -> 2/3.
     """
-    flags = [bool(window["timestamps"]) for prediction in predictions
+    flags = [bool(window["timestamped"]) for prediction in predictions
              for window in prediction["windows"]]
     return sum(flags) / len(flags) if flags else None
 

@@ -5,7 +5,7 @@ from helpers.metrics import boundary_errors, timestamp_errors, timestamp_window_
 
 
 def windows(*flags):
-    return {"windows": [{"start": 30.0 * i, "end": 30.0 * (i + 1), "timestamps": flag}
+    return {"windows": [{"start": 30.0 * i, "end": 30.0 * (i + 1), "timestamped": flag}
                         for i, flag in enumerate(flags)]}
 
 
