@@ -19,6 +19,10 @@ clips begin with 0.35-0.9 s of silence, and Whisper's own first segment in a win
 usually starts at 0.00; the long-form benchmark's start error measures what that costs.
 Labels are made where notebook 01 (`helpers.features`) and streamed training
 (`helpers.streaming`) make them, from the audio already decoded for the features.
+
+Notebook 06's `long_form_check` measures the result on a run: long-form WER, the share of
+30 s windows with timestamps and sentence boundary errors, adapter off and on, beside the
+short-clip WER; `python benchmarks/run.py --only long_form` compares shares.
 """
 from __future__ import annotations
 
@@ -101,3 +105,91 @@ def _speech_bounds(audio: np.ndarray, sampling_rate: int, frame_seconds: float =
     if len(loud) == 0:
         return 0.0, 0.0
     return loud[0] * frame / sampling_rate, (loud[-1] + 1) * frame / sampling_rate
+
+
+# ---------------------------------------------------------------- notebook 06's long-form check
+
+LONG_FORM_DIR = "long_form"  # in the run directory: the recordings notebook 06 builds
+
+
+def _long_form_predictions(model, processor, recordings: list[dict], fallback: bool) -> list[dict]:
+    """transcribe_long of each recording, as it stands (adapter on or off)."""
+    from helpers.long_form import transcribe_long
+
+    return [transcribe_long(model, processor, rec["path"], fallback=fallback) for rec in recordings]
+
+
+def _long_form_scores(name: str, recordings: list[dict], predictions: list[dict]) -> dict:
+    """metrics.json keys long_form_<name>_wer / _timestamp_share / _start_mae / _end_mae."""
+    from helpers.evaluate import score_long_form
+    from helpers.metrics import timestamp_errors, timestamp_window_share
+
+    errors = timestamp_errors(recordings, predictions)
+    values = {"wer": score_long_form(recordings, predictions)["wer"],
+              "timestamp_share": timestamp_window_share(predictions),
+              "start_mae": errors["start_mae"], "end_mae": errors["end_mae"]}
+    return {f"long_form_{name}_{key}": None if value is None else round(value, 4)
+            for key, value in values.items()}
+
+
+def long_form_check(config, run, recordings: int = 1, seconds: float = 60.0) -> dict | None:
+    """Long-form WER of the run's model, adapter off (base) and on (fine-tuned).
+
+    Joins test clips of the run's corpus into `recordings` recordings of `seconds` to
+    `seconds` + 15 s (helpers.long_form.build_long_form_set, seed 0) in run/long_form/,
+    transcribes each with Whisper's long-form decoding (transcribe_long, the run's precision
+    and decoding), writes long_form_predictions.jsonl and prints one line. Returns the
+    metrics.json keys long_form_{base,finetuned}_{wer,timestamp_share,start_mae,end_mae},
+    long_form_recordings, long_form_audio_seconds and long_form_check_seconds (what the
+    check took); None, printing why, when `recordings` is 0.
+    """
+    import time
+
+    from helpers.adapters import attach_adapter
+    from helpers.long_form import build_long_form_set
+    from helpers.models import load_model
+
+    if not recordings:
+        print("Long-form check skipped: LONG_FORM_RECORDINGS is 0.")
+        return None
+    started = time.perf_counter()
+    recs = build_long_form_set(config.corpus, split=config.test_split,
+                               out_dir=run.path / LONG_FORM_DIR, count=recordings,
+                               min_seconds=seconds, max_seconds=seconds + 15, seed=0)
+    model, processor = load_model(config.model, precision=config.precision,
+                                  language=config.language, task=config.task)
+    model = attach_adapter(model, run.require("adapter", "notebook 04 (training)")).eval()
+    with model.disable_adapter():
+        base = _long_form_predictions(model, processor, recs, config.decode_fallback)
+    tuned = _long_form_predictions(model, processor, recs, config.decode_fallback)
+    run.write_jsonl("long_form_predictions.jsonl", [
+        {"path": rec["path"], "duration": rec["duration"], "reference": rec["text"],
+         "sentences": rec["sentences"], "base": b["text"], "finetuned": t["text"],
+         "base_segments": b["segments"], "finetuned_segments": t["segments"]}
+        for rec, b, t in zip(recs, base, tuned)])
+    result = {**_long_form_scores("base", recs, base), **_long_form_scores("finetuned", recs, tuned),
+              "long_form_recordings": len(recs),
+              "long_form_audio_seconds": round(sum(rec["duration"] for rec in recs), 1),
+              "long_form_check_seconds": round(time.perf_counter() - started, 1)}
+    print(f"Long-form ({len(recs)} recording(s), {result['long_form_audio_seconds']:.0f} s of "
+          f"audio): WER {result['long_form_base_wer']:.1%} base, "
+          f"{result['long_form_finetuned_wer']:.1%} fine-tuned; took "
+          f"{result['long_form_check_seconds']:.0f} s.")
+    return result
+
+
+def long_form_table(metrics: dict):
+    """Short-clip (notebook 05's test clips) beside long-form WER, windows with timestamps
+    and sentence boundary errors, base and fine-tuned, as a pandas DataFrame (percent, s)."""
+    import pandas as pd
+
+    def pct(value):
+        return None if value is None else round(100 * value, 2)
+
+    rows = {model: {"short-clip WER %": pct(metrics[f"{model}_wer"]),
+                    "long-form WER %": pct(metrics[f"long_form_{model}_wer"]),
+                    "windows with timestamps %": pct(metrics[f"long_form_{model}_timestamp_share"]),
+                    "sentence start error s": metrics[f"long_form_{model}_start_mae"],
+                    "sentence end error s": metrics[f"long_form_{model}_end_mae"]}
+            for model in ("base", "finetuned")}
+    return pd.DataFrame(rows).T
