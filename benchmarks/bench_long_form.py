@@ -92,22 +92,30 @@ def long_form_scores(model, processor, recordings: list[dict], **decode) -> dict
             "sample": predictions[0]["text"][:SAMPLE_CHARS] if predictions else ""}
 
 
-def short_clip_wer(model, processor, clips: list[dict], fallback: bool = True) -> dict:
-    """helpers.evaluate.score (WER, CER, loops) of `clips` transcribed one window each."""
-    from helpers.evaluate import predict, score
+def short_clip_wer(model, processor, clips: list[dict], fallback: bool = True,
+                   max_new_tokens: int | None = None) -> dict:
+    """helpers.evaluate.score (WER, CER, loops) of `clips` transcribed in one batch, one
+    window each, no timestamps asked (as notebook 05 does); at most `max_new_tokens` tokens
+    (None: the recipe's 128)."""
+    from helpers.audio import load_audio
+    from helpers.evaluate import score
+    from helpers.transcribe import MAX_NEW_TOKENS, transcribe_arrays
 
-    return score(clips, predict(model, processor, clips, batch_size=len(clips) or 1,
-                                progress=False, fallback=fallback))
+    audios = [load_audio(clip["path"]) for clip in clips]
+    return score(clips, transcribe_arrays(model, processor, audios,
+                                          max_new_tokens or MAX_NEW_TOKENS, fallback))
 
 
 def measure(model, processor, recordings: list[dict], clips: list[dict], **decode) -> dict:
-    """{"long_form": long_form_scores, "short_clips": short_clip_wer} of one model."""
+    """{"long_form": long_form_scores, "short_clips": short_clip_wer} of one model;
+    `decode`: transcribe_long's keywords (fallback, max_new_tokens), used for both."""
     from helpers.training import generation_mode
 
     with generation_mode(model):
         return {"long_form": long_form_scores(model, processor, recordings, **decode),
                 "short_clips": short_clip_wer(model, processor, clips,
-                                              decode.get("fallback", True))}
+                                              decode.get("fallback", True),
+                                              decode.get("max_new_tokens"))}
 
 
 def model_row(model_source: str, adapter: Path | None, recordings: list[dict],

@@ -17,10 +17,12 @@ import run as bench_run  # noqa: E402
 
 
 def test_long_form_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):
+    # greedy and 4 tokens a window: a random model fails every fallback temperature and
+    # never stops by itself, which would take minutes on 2 cores for nothing
     tiny = tiny_model_dir(tmp_path / "tiny")
     path = bench_long_form.run(tmp_path / "out", steps=1, batch=2, shares=[0.5], recordings=1,
                                short_clips=2, model=str(tiny), train_clips=4, min_seconds=35,
-                               max_seconds=40, max_new_tokens=4)
+                               max_seconds=40, max_new_tokens=4, fallback=False)
     data = json.loads(path.read_text())
     r = data["results"]
     assert data["benchmark"] == "long_form"
