@@ -55,6 +55,56 @@ def score(clips: list[dict], predictions: list[str]) -> dict:
             "insertions": word_insertions(references, predictions)}
 
 
+def predict_long_form(model, processor, recordings: list[dict], fallback: bool = True) -> list[dict]:
+    """Transcribe long recordings ({"path", ...}, e.g. `helpers.long_form.read_long_form_set`)
+    with Whisper's long-form decoding; returns `transcribe_long`'s dicts, in order."""
+    from helpers.long_form import transcribe_long
+
+    return [transcribe_long(model, processor, recording["path"], fallback=fallback)
+            for recording in recordings]
+
+
+def score_long_form(recordings: list[dict], predictions: list[dict]) -> dict:
+    """Score long-form predictions against the long-form set's recordings.
+
+    recordings: {"path", "text", "sentences": [{"start", "end", ...}]} (the set's manifest);
+    predictions: {"path", "text", "segments", optional "windows"} (`transcribe_long`), in
+    the same order. Returns {"n" (recordings), "wer", "cer" (normalized), "raw_wer",
+    "raw_cer" (corpus-level, each recording one reference), "insertions", "sentences",
+    "segments" (counts), "start_mae", "end_mae" (seconds: mean distance from each true
+    sentence start/end to the nearest predicted segment start/end,
+    `helpers.long_form.time_errors`), "timestamp_window_share" (share of decoded windows
+    where the model closed a segment with a timestamp; None without "windows")}.
+    """
+    from helpers.long_form import time_errors
+
+    if len(recordings) != len(predictions):
+        raise ValueError(f"{len(recordings)} recordings but {len(predictions)} predictions; "
+                         "they must pair up one to one, in the same order.")
+    for recording, prediction in zip(recordings, predictions):
+        if Path(recording["path"]).name != Path(prediction["path"]).name:
+            raise ValueError(f"prediction for {prediction['path']} paired with recording "
+                             f"{recording['path']}: keep the manifest's order.")
+    references = [recording["text"] for recording in recordings]
+    texts = [prediction["text"] for prediction in predictions]
+    starts, ends = [], []
+    for recording, prediction in zip(recordings, predictions):
+        start_errors, end_errors = time_errors(recording["sentences"], prediction["segments"])
+        starts += start_errors
+        ends += end_errors
+    windows = [w for p in predictions for w in p.get("windows", [])]
+    share = (sum(w["timestamped"] for w in windows) / len(windows)
+             if windows and all("windows" in p for p in predictions) else None)
+    result = {"n": len(recordings), **error_rates(references, texts),
+              "insertions": word_insertions(references, texts), "sentences": len(starts),
+              "segments": sum(len(p["segments"]) for p in predictions),
+              "start_mae": sum(starts) / len(starts) if starts else None,
+              "end_mae": sum(ends) / len(ends) if ends else None,
+              "timestamp_window_share": share}
+    return {key: round(value, 4) if isinstance(value, float) else value
+            for key, value in result.items()}
+
+
 def compare_predictions(predictions: list[dict]) -> dict:
     """Score predictions.jsonl rows ({"reference", "base", "finetuned"}) for both models.
 

@@ -2,12 +2,16 @@
 
 Usage:
     python -m helpers.transcribe [--model SOURCE] [--adapter DIR] [--language L]
-                                 [--precision P] [--batch-size N] [--no-fallback] PATH...
+                                 [--precision P] [--batch-size N] [--no-fallback]
+                                 [--timestamps] PATH...
 
-PATH is an audio file or a folder (searched recursively for audio files). One JSON object
-per file goes to stdout, `{"path": ..., "text": ...}`. A path that is missing or not audio
-gets a one-line error on stderr naming it, the others are still transcribed, and the exit
-status is 1. Decoding uses Whisper's temperature fallback against repetition loops
+PATH is an audio file or a folder (searched recursively for audio files), of any length.
+One JSON object per file goes to stdout, `{"path": ..., "text": ...}` for a clip up to 30 s
+(decoded in batches), `{"path", "text", "segments": [{"start", "end", "text"}, ...]}` for a
+longer file (Whisper's sequential long-form decoding over 30 s windows streamed from the
+file, `helpers.long_form.transcribe_long`) and, with --timestamps, for every file. A path
+that is missing or not audio gets a one-line error on stderr naming it, the others are
+still transcribed, and the exit status is 1. Decoding uses Whisper's temperature fallback against repetition loops
 (`decoding_arguments`); --no-fallback decodes greedily only. stderr shows the progress bar
 and errors, nothing else.
 """
@@ -65,13 +69,16 @@ def transcribe_arrays(model, processor, audios: list[np.ndarray],
 
 
 def generate_ids(model, processor, audios: list[np.ndarray],
-                 max_new_tokens: int = MAX_NEW_TOKENS, fallback: bool = True) -> torch.Tensor:
+                 max_new_tokens: int = MAX_NEW_TOKENS, fallback: bool = True,
+                 **generate_kwargs) -> torch.Tensor:
     """Whisper's generate on a batch of 16 kHz arrays: (batch, tokens) ids of the new
     tokens (no prompt), at most max_new_tokens of them.
 
     fallback=True decodes with Whisper's temperature fallback (`decoding_arguments`), its
     sampling seeded with DECODE_SEED without touching the caller's random state;
-    False decodes greedily only.
+    False decodes greedily only. generate_kwargs: more arguments for Whisper's generate
+    (helpers.long_form passes return_timestamps=True, return_segments=True; it then returns
+    what generate returns for them, a dict with "segments").
     """
     inputs = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt",
                                          return_attention_mask=True)
@@ -91,7 +98,7 @@ def generate_ids(model, processor, audios: list[np.ndarray],
         ids = model.generate(input_features=features, generation_config=generation_config,
                              attention_mask=inputs.attention_mask.to(model.device),
                              logits_processor=LogitsProcessorList(processors),
-                             **decoding_arguments(fallback))
+                             **decoding_arguments(fallback), **generate_kwargs)
     return ids
 
 
@@ -199,6 +206,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-fallback", action="store_true",
                         help="greedy decoding only, without Whisper's temperature fallback "
                              "against repetition loops (for comparison)")
+    parser.add_argument("--timestamps", action="store_true",
+                        help="segments with start/end times for every file (files over 30 s "
+                             "always get them: Whisper's long-form decoding, helpers.long_form)")
     return parser.parse_args(argv)
 
 
@@ -216,13 +226,16 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        for path, text, error in transcribe_paths(model, processor, files, args.batch_size,
-                                                  fallback=not args.no_fallback):
+        from helpers.long_form import transcribe_any
+
+        for path, result, error in transcribe_any(model, processor, files, args.batch_size,
+                                                  fallback=not args.no_fallback,
+                                                  timestamps=args.timestamps):
             if error:
                 errors.append(error)
                 print(f"error: {error}", file=sys.stderr)
             else:
-                print(json.dumps({"path": str(path), "text": text}, ensure_ascii=False), flush=True)
+                print(json.dumps(result, ensure_ascii=False), flush=True)
     return 1 if errors else 0
 
 
