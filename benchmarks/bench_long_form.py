@@ -11,11 +11,10 @@ adapter) and each adapter transcribe a long-form set made from data/cv-mini/en t
 (helpers.long_form.build_long_form_set: clips joined with pauses into 1-3 minute
 recordings, with the true start and end of each sentence) by helpers.long_form.transcribe_long
 (Whisper's sequential long-form decoding with its temperature fallback), and each is scored:
-- WER of the whole recording (helpers.evaluate.score_long_form);
-- the share of 30 s windows where the model emitted timestamps
-  (helpers.metrics.timestamp_window_share);
-- the mean absolute error of sentence start and end times, each true boundary against the
-  nearest predicted segment boundary (helpers.metrics.timestamp_errors);
+- WER of the whole recordings, the share of 30 s windows where the model emitted
+  timestamps (closed a segment), and the mean absolute error of sentence start and end
+  times, each true boundary against the nearest predicted segment boundary
+  (helpers.evaluate.score_long_form);
 and, for comparison, WER on short test clips (one window each, no timestamps asked).
 
     python benchmarks/run.py --only long_form      # estimated at 30 minutes on 2 CPU cores
@@ -78,16 +77,13 @@ def long_form_scores(model, processor, recordings: list[dict], **decode) -> dict
     start/end MAE, seconds and real-time factor, and the first transcript's beginning."""
     from helpers.evaluate import score_long_form
     from helpers.long_form import transcribe_long
-    from helpers.metrics import timestamp_errors, timestamp_window_share
 
     started = time.perf_counter()
     predictions = [transcribe_long(model, processor, rec["path"], **decode) for rec in recordings]
     seconds = time.perf_counter() - started
     audio = sum(rec["duration"] for rec in recordings)
     windows = sum(len(prediction["windows"]) for prediction in predictions)
-    return {**score_long_form(recordings, predictions),
-            "timestamp_window_share": timestamp_window_share(predictions),
-            **timestamp_errors(recordings, predictions), "windows": windows,
+    return {**score_long_form(recordings, predictions), "windows": windows,
             "seconds": round(seconds, 1), "real_time_factor": round(seconds / audio, 4),
             "sample": predictions[0]["text"][:SAMPLE_CHARS] if predictions else ""}
 
@@ -195,7 +191,7 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, shares=SHARES,
                 "decoding": "helpers.long_form.transcribe_long, Whisper's temperature fallback"
                             + (f", {decode}" if decode else ""),
                 "matching": "each true sentence start (end) to the nearest predicted segment "
-                            "start (end); helpers.metrics.timestamp_errors"}
+                            "start (end); helpers.evaluate.score_long_form"}
     path = write_result(out_dir, "long_form", settings, results, started, load)
     long_form_chart(path)
     return path

@@ -87,24 +87,12 @@ def timestamp_labels(tokenizer, sentence: str, end_seconds: float) -> list[int]:
 
 
 def speech_end(audio: np.ndarray, sampling_rate: int) -> float:
-    """Seconds from the start of `audio` to the end of its speech, by energy, on the 0.02 s
-    grid and at most 30 s."""
-    return snap_timestamp(_speech_bounds(audio, sampling_rate)[1])
+    """Seconds from the start of `audio` to the end of its speech, found from its energy by
+    `helpers.long_form.speech_bounds`, on the 0.02 s grid and at most 30 s. Raises
+    ValueError for a silent clip (helpers.data.filter_corpus drops those before)."""
+    from helpers.long_form import speech_bounds
 
-
-def _speech_bounds(audio: np.ndarray, sampling_rate: int, frame_seconds: float = 0.02,
-                   below_peak_db: float = 40.0) -> tuple[float, float]:
-    """TEMPORARY until helpers.long_form.speech_bounds is merged: (start, end) seconds of the
-    20 ms frames whose RMS is within `below_peak_db` of the loudest frame's."""
-    frame = max(1, int(frame_seconds * sampling_rate))
-    count = len(audio) // frame
-    if count == 0:
-        return 0.0, 0.0
-    rms = np.sqrt(np.mean(np.square(audio[:count * frame].reshape(count, frame), dtype=np.float64), axis=1))
-    loud = np.flatnonzero(rms >= rms.max() * 10 ** (-below_peak_db / 20)) if rms.max() > 0 else []
-    if len(loud) == 0:
-        return 0.0, 0.0
-    return loud[0] * frame / sampling_rate, (loud[-1] + 1) * frame / sampling_rate
+    return snap_timestamp(speech_bounds(audio, sampling_rate)[1])
 
 
 # ---------------------------------------------------------------- notebook 06's long-form check
@@ -120,16 +108,14 @@ def _long_form_predictions(model, processor, recordings: list[dict], fallback: b
 
 
 def _long_form_scores(name: str, recordings: list[dict], predictions: list[dict]) -> dict:
-    """metrics.json keys long_form_<name>_wer / _timestamp_share / _start_mae / _end_mae."""
+    """metrics.json keys long_form_<name>_wer / _timestamp_share / _start_mae / _end_mae
+    (helpers.evaluate.score_long_form)."""
     from helpers.evaluate import score_long_form
-    from helpers.metrics import timestamp_errors, timestamp_window_share
 
-    errors = timestamp_errors(recordings, predictions)
-    values = {"wer": score_long_form(recordings, predictions)["wer"],
-              "timestamp_share": timestamp_window_share(predictions),
-              "start_mae": errors["start_mae"], "end_mae": errors["end_mae"]}
-    return {f"long_form_{name}_{key}": None if value is None else round(value, 4)
-            for key, value in values.items()}
+    scores = score_long_form(recordings, predictions)
+    keys = {"wer": "wer", "timestamp_share": "timestamp_window_share",
+            "start_mae": "start_mae", "end_mae": "end_mae"}
+    return {f"long_form_{name}_{key}": scores[source] for key, source in keys.items()}
 
 
 def long_form_check(config, run, recordings: int = 1, seconds: float = 60.0) -> dict | None:
