@@ -39,15 +39,34 @@ WER_SLACK = 0.02          # a share may cost this much long-form WER (2 points) 
 SAMPLE_CHARS = 300        # transcript characters kept per row, for a reader to see what changed
 
 
+def corpus_name(corpus: Path) -> str:
+    """`corpus` relative to the repository (data/cv-mini/en), or as given when outside it."""
+    from bench_common import REPO
+
+    path = Path(corpus).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(corpus)
+
+
+def corpus_clips(corpus: Path, count: int, split: str = "test") -> list[dict]:
+    """The first `count` clips of a corpus split as {"path", "sentence"}."""
+    from helpers.data import load_corpus
+
+    rows = load_corpus(str(corpus), split=split)
+    rows = rows.select(range(min(count, len(rows))))
+    return [{"path": row["audio"], "sentence": row["sentence"]} for row in rows]
+
+
 def row_name(share: float) -> str:
     """The results key of an adapter trained with `share`: share_0, share_0.3, ..."""
     return f"share_{share:g}"
 
 
 def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: int = 30,
-                  batch: int = 8, train_clips: int | None = None) -> tuple[Path, dict]:
+                  batch: int = 8, train_clips: int | None = None, corpus: Path = CORPUS,
+                  precision: str = "8bit") -> tuple[Path, dict]:
     """Notebooks 01 and 04 for one TIMESTAMP_SHARE: the `embedded` preset with `model`,
-    `steps` steps of batch `batch` (no WER during training, no checkpoints) in
+    `corpus` and `precision`, `steps` steps of batch `batch` (no WER during training, no
+    checkpoints) in
     `workdir`/<row name>/. Returns (adapter folder, {"timestamp_share", "train_seconds",
     "final_loss", "timestamped_clips", "train_clips"})."""
     from datasets import load_from_disk
@@ -58,7 +77,7 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
     from helpers.training import run_training
 
     run, config = start_run(row_name(share), "embedded", workdir, model=model,
-                            timestamp_share=share, max_steps=steps, batch_size=batch,
+                            corpus=str(corpus), precision=precision, timestamp_share=share, max_steps=steps, batch_size=batch,
                             max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
                             logging_steps=max(1, min(5, steps)))
     prepare_run_data(config, run, load_processor(config.model))
@@ -115,12 +134,12 @@ def measure(model, processor, recordings: list[dict], clips: list[dict], **decod
 
 
 def model_row(model_source: str, adapter: Path | None, recordings: list[dict],
-              clips: list[dict], **decode) -> dict:
-    """Load the 8-bit base (with `adapter` when given) and measure it."""
+              clips: list[dict], precision: str = "8bit", **decode) -> dict:
+    """Load the base at `precision` (with `adapter` when given) and measure it."""
     from helpers.transcribe import load_for_transcription
 
     model, processor = load_for_transcription(model_source, str(adapter) if adapter else None,
-                                              None, "8bit")
+                                              None, precision)
     row = measure(model, processor, recordings, clips, **decode)
     del model
     gc.collect()
@@ -157,33 +176,34 @@ def recommend(results: dict, shares) -> dict:
 def run(out_dir: Path, steps: int = 30, batch: int = 8, shares=SHARES,
         recordings: int = RECORDINGS, short_clips: int = SHORT_CLIPS, model: str = "embedded",
         train_clips: int | None = None, min_seconds: float = 60, max_seconds: float = 180,
-        **decode) -> Path:
+        corpus: Path = CORPUS, precision: str = "8bit", **decode) -> Path:
     """Benchmark 6: base and one adapter per share -> out_dir/long_form.json (and
-    long_form.png); returns the JSON's path. `model`, `train_clips`, the recording lengths
-    and `decode` (transcribe_long's keywords, e.g. max_new_tokens) let the test run it on a
-    tiny random model."""
-    from bench_common import test_clips
+    long_form.png); returns the JSON's path. `model`, `train_clips`, the recording lengths,
+    `corpus` (train and test splits), `precision` and `decode` (transcribe_long's keywords,
+    e.g. max_new_tokens) let the test run it on a tiny random model in a few minutes."""
     from helpers.long_form import build_long_form_set
 
     shares = sorted({0.0, *shares})
     started, load = time.perf_counter(), loadavg()
     with tempfile.TemporaryDirectory(prefix="bench-long-form-") as tmp:
-        recs = build_long_form_set(CORPUS, split="test", out_dir=Path(tmp) / "long_form",
+        recs = build_long_form_set(corpus, split="test", out_dir=Path(tmp) / "long_form",
                                    count=recordings, min_seconds=min_seconds,
                                    max_seconds=max_seconds, seed=0)
-        clips = test_clips(short_clips)
+        clips = corpus_clips(corpus, short_clips)
         print(f"[long_form] base ({model}, 8-bit) ...", file=sys.stderr, flush=True)
-        results = {"base": model_row(model, None, recs, clips, **decode)}
+        results = {"base": model_row(model, None, recs, clips, precision, **decode)}
         for share in shares:
             adapter, training = train_adapter(share, Path(tmp) / "runs", model, steps, batch,
-                                              train_clips)
-            results[row_name(share)] = {**training, **model_row(model, adapter, recs, clips, **decode)}
+                                              train_clips, corpus, precision)
+            results[row_name(share)] = {**training, **model_row(model, adapter, recs, clips,
+                                                                precision, **decode)}
     results["recommended"] = recommend(results, shares)
-    settings = {"model": model, "precision": "8bit", "preset": "embedded",
-                "train_corpus": "data/cv-mini/en train", "steps": steps, "batch_size": batch,
+    name = corpus_name(corpus)
+    settings = {"model": model, "precision": precision, "preset": "embedded",
+                "train_corpus": f"{name} train", "steps": steps, "batch_size": batch,
                 "train_clips": train_clips or "all (the preset's)", "seed": 42,
                 "timestamp_shares": shares, "warmup_steps": 5, "lr_scheduler": "constant_with_warmup",
-                "long_form_set": {"corpus": "data/cv-mini/en test", "recordings": len(recs),
+                "long_form_set": {"corpus": f"{name} test", "recordings": len(recs),
                                   "seconds": [round(r["duration"], 1) for r in recs],
                                   "sentences": sum(len(r["sentences"]) for r in recs),
                                   "min_seconds": min_seconds, "max_seconds": max_seconds, "seed": 0},

@@ -2,6 +2,7 @@
 rule, and the README lines report.py makes of its results (the real run: python
 benchmarks/run.py --only long_form)."""
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,13 +17,29 @@ import report  # noqa: E402
 import run as bench_run  # noqa: E402
 
 
+def small_corpus(root: Path, sizes=(("train", 4), ("test", 8))) -> Path:
+    """The first clips of cv-mini's splits in a Common Voice folder of their own: the stages
+    filter (decode) every clip of a split, 420 of them in cv-mini."""
+    source = REPO / "data" / "cv-mini" / "en"
+    (root / "clips").mkdir(parents=True)
+    for split, count in sizes:
+        lines = (source / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[:count + 1]
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for line in lines[1:]:
+            name = line.split("\t")[1]
+            shutil.copy(source / "clips" / name, root / "clips" / name)
+    return root
+
+
 def test_long_form_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):
-    # greedy and 4 tokens a window: a random model fails every fallback temperature and
-    # never stops by itself, which would take minutes on 2 cores for nothing
+    # A random model, fp32 (bitsandbytes' int8 matmul on CPU takes seconds per 30 s window
+    # even for this tiny model; the 8-bit path is tested elsewhere), greedy and 4 tokens a
+    # window: it fails every fallback temperature and never stops by itself.
     tiny = tiny_model_dir(tmp_path / "tiny")
     path = bench_long_form.run(tmp_path / "out", steps=1, batch=2, shares=[0.5], recordings=1,
-                               short_clips=2, model=str(tiny), train_clips=4, min_seconds=35,
-                               max_seconds=40, max_new_tokens=4, fallback=False)
+                               short_clips=2, model=str(tiny), min_seconds=35, max_seconds=40,
+                               corpus=small_corpus(tmp_path / "en"), precision="fp32",
+                               max_new_tokens=4, fallback=False)
     data = json.loads(path.read_text())
     r = data["results"]
     assert data["benchmark"] == "long_form"
