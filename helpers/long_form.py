@@ -102,7 +102,7 @@ def _clip_stream(clips: list[dict], rng: np.random.Generator,
     `skipped`) once. Loads lazily, so a large corpus costs only the clips drawn."""
     usable = list(clips)
     while usable:
-        kept = []
+        bad = set()
         for index in rng.permutation(len(usable)):
             clip = usable[index]
             try:
@@ -112,10 +112,10 @@ def _clip_stream(clips: list[dict], rng: np.random.Generator,
                 bounds = speech_bounds(audio)
             except (AudioError, ValueError) as error:
                 skipped.append(f"{clip['path']}: {error}")
+                bad.add(int(index))
                 continue
-            kept.append(clip)
             yield clip, audio, bounds
-        usable = [clip for clip in usable if clip in kept]
+        usable = [clip for index, clip in enumerate(usable) if index not in bad]
 
 
 def _pause(rng: np.random.Generator, seconds: float) -> np.ndarray:
@@ -126,7 +126,8 @@ def _pause(rng: np.random.Generator, seconds: float) -> np.ndarray:
 def _join_one(stream, rng, min_seconds: float, max_seconds: float) -> tuple[np.ndarray, list[dict]]:
     """One recording: pause, clip, pause, clip, ... pause, until a seeded target length in
     [min_seconds, max_seconds]; the last pause is stretched to reach min_seconds.
-    Returns (audio, sentences with true start/end, text, source clip)."""
+    Returns (16 kHz audio, sentences [{"start", "end" (true speech times, s), "text",
+    "clip" (source path)}])."""
     target = rng.uniform(min_seconds, max_seconds)
     pieces = [_pause(rng, rng.uniform(*PAUSE_SECONDS))]
     length, sentences = len(pieces[0]), []
@@ -231,6 +232,22 @@ def time_errors(sentences: list[dict], segments: list[dict]) -> tuple[list[float
     ends = np.array([s["end"] for s in segments] or [0.0])
     return ([float(np.abs(starts - s["start"]).min()) for s in sentences],
             [float(np.abs(ends - s["end"]).min()) for s in sentences])
+
+
+def segments_table(recording: dict, prediction: dict):
+    """Whisper's segments beside the true sentences, as a DataFrame: per predicted segment
+    its start, end and text, and the true start, end and text of the sentence whose start
+    is nearest (times in seconds)."""
+    import pandas as pd
+
+    sentences = recording["sentences"]
+    rows = []
+    for segment in prediction["segments"]:
+        nearest = min(sentences, key=lambda s: abs(s["start"] - segment["start"]))
+        rows.append({"start": segment["start"], "end": segment["end"], "text": segment["text"],
+                     "true start": nearest["start"], "true end": nearest["end"],
+                     "reference": nearest["text"]})
+    return pd.DataFrame(rows, columns=["start", "end", "text", "true start", "true end", "reference"])
 
 
 # --------------------------------------------------------------- streaming the audio

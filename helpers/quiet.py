@@ -54,6 +54,11 @@ def quiet_libraries() -> None:
     # assumes it did not, which is true: our LoRA never adapts the embeddings.
     warnings.filterwarnings("ignore", message="Could not find a config file in .* will assume "
                             "that the vocabulary was not modified")
+    # PEFT 0.21's PeftModel.__init__ (peft_model.py) reads transformers' old property name
+    # `is_gradient_checkpointing` when an adapter is loaded; transformers 5.24 warns about
+    # the name, not about anything the user chose (seen with `--adapter` on an fp32 base).
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)
     from huggingface_hub.utils import enable_progress_bars
     from transformers.utils import logging as hf_logging
 

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   timestamps=args.timestamps):
             if error:
                 errors.append(error)
-                print(f"error: {error}", file=sys.stderr)
+                tqdm.write(f"error: {error}", file=sys.stderr)  # on its own line, under the bar
             else:
                 print(json.dumps(result, ensure_ascii=False), flush=True)
     return 1 if errors else 0

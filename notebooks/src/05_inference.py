@@ -12,6 +12,7 @@ RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' run
 PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog" or "blog-fleurs"
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
+LONG_FORM_SECONDS = 60     # length of the long recording made from test clips and transcribed at the end (0: skip)
 
 # %%
 from helpers.config import stage_config
@@ -64,6 +65,32 @@ from helpers.explorer import TranscriptExplorer
 
 explorer = TranscriptExplorer(predictions)
 explorer
+
+# %% [markdown]
+# ## A long recording
+# Whisper hears 30 s at a time; interviews, lectures and voice notes are longer. Whisper's
+# long-form decoding transcribes a 30 s window with timestamp tokens, keeps the segments
+# the model closed with a timestamp, and moves the window to the end of the last one, so a
+# sentence cut by the window's edge is heard again whole (`helpers.long_form`; the file is
+# read window by window, so memory does not grow with its length). It needs the model to
+# predict timestamps, which fine-tuning on text-only labels can unlearn: the table shows
+# whether this adapter still does. The recording is made here from the test clips, joined
+# with pauses of 0.3 to 2.5 s, so each sentence's true start and end are known.
+
+# %%
+from IPython.display import display
+
+from helpers.long_form import build_long_form_from_clips, segments_table, transcribe_long
+
+if LONG_FORM_SECONDS:
+    recording = build_long_form_from_clips(clips, run.file("long_form/recording"), count=1,
+                                           min_seconds=LONG_FORM_SECONDS,
+                                           max_seconds=LONG_FORM_SECONDS + 10, seed=config.seed)[0]
+    long_form = transcribe_long(model, processor, recording["path"], fallback=config.decode_fallback)
+    run.write_json("long_form/prediction.json", {"recording": recording, "prediction": long_form})
+    print(f"{recording['duration']:.0f} s, {len(recording['sentences'])} sentences, "
+          f"{len(long_form['segments'])} segments in {len(long_form['windows'])} windows")
+    display(segments_table(recording, long_form))
 
 # %% [markdown]
 # Next: **06** scores both transcripts.
