@@ -15,10 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS  # noqa: E402
+from bench_long_form import rows_in_order  # noqa: E402
 
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 FILES = ("training_methods", "data_preparation", "inference", "memory_curve")
-ON_REQUEST_FILES = ("forgetting",)  # python benchmarks/run.py --only forgetting
+ON_REQUEST_FILES = ("forgetting", "long_form")  # python benchmarks/run.py --only forgetting / long_form
 METHOD_NAMES = {"full_fp32": "full fine-tuning, fp32", "lora_fp32": "LoRA, fp32 base",
                 "lora_8bit": "LoRA, 8-bit base (the recipe)", "lora_4bit": "LoRA, 4-bit (NF4) base"}
 WAY_NAMES = {"8bit_adapter": "8-bit base + adapter (PEFT)", "merged_fp32": "merged, fp32 (transformers)",
@@ -280,6 +281,69 @@ def forgetting_not_measured() -> list[str]:
             "`benchmarks/results/forgetting.json` and `forgetting.png`, which this section then shows.", ""]
 
 
+LONG_FORM_COMMAND = "python benchmarks/run.py --only long_form"
+
+
+def seconds(value) -> str:
+    """Seconds with two decimals ("-" for None)."""
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def long_form_recommendation(r: dict) -> str:
+    """One line: the recommended TIMESTAMP_SHARE, the rule that chose it and its figures."""
+    pick, zero = r["recommended"], r["share_0"]["long_form"]
+    row = r[pick["row"]]["long_form"]
+    return (f"Recommended `TIMESTAMP_SHARE = {pick['share']:g}` ({pick['rule']}): long-form WER "
+            f"{pct(row['wer'])} vs {pct(zero['wer'])} with share 0, windows with timestamps "
+            f"{pct(row['timestamp_window_share'])} vs {pct(zero['timestamp_window_share'])}, "
+            f"sentence start/end error {seconds(row['start_mae'])} / {seconds(row['end_mae'])} vs "
+            f"{seconds(zero['start_mae'])} / {seconds(zero['end_mae'])} "
+            "(long_form.json results.recommended, results.*.long_form)")
+
+
+def long_form_section(data: dict) -> list[str]:
+    """Table, recommendation and chart of long_form.json."""
+    s, r = data["settings"], data["results"]
+    lf = s["long_form_set"]
+    lines = ["### Timestamps through fine-tuning: long-form transcription by TIMESTAMP_SHARE "
+             "(`long_form.json`)", "",
+             f"`{LONG_FORM_COMMAND}`: {s['model']} ({s['precision']} base) with the recipe's LoRA "
+             f"trained on {s['train_corpus']} once per `TIMESTAMP_SHARE` ({s['steps']} steps of "
+             f"batch {s['batch_size']}, seed {s['seed']}, the `{s['preset']}` preset's schedule), "
+             f"then the base and each adapter transcribe {lf['recordings']} long-form recordings "
+             f"({', '.join(f'{x:.0f}' for x in lf['seconds'])} s; {lf['sentences']} sentences) "
+             f"made from {lf['corpus']} by `helpers.long_form.build_long_form_set`, and "
+             f"{s['short_clips']} short test clips. Decoding: {s['decoding']}. Boundary error: "
+             f"{s['matching']}. {env_line(data)}.", "",
+             "| model | long-form WER | windows with timestamps | sentence start error | "
+             "sentence end error | segments | short-clip WER | final training loss |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in rows_in_order(r):
+        row, lf_row = r[key], r[key]["long_form"]
+        name = "base (no adapter)" if key == "base" else f"TIMESTAMP_SHARE = {row['timestamp_share']:g}"
+        loss = "-" if key == "base" else f"{row['final_loss']:.3f}"
+        lines.append(f"| {name} | {pct(lf_row['wer'])} | {pct(lf_row['timestamp_window_share'])} "
+                     f"({lf_row['windows']}) | {seconds(lf_row['start_mae'])} | "
+                     f"{seconds(lf_row['end_mae'])} | {lf_row['segments']} | "
+                     f"{pct(row['short_clips']['wer'])} | {loss} |")
+    return lines + ["", "- " + long_form_recommendation(r), "",
+                    "![long-form](benchmarks/results/long_form.png)", ""]
+
+
+def long_form_not_measured() -> list[str]:
+    """The long-form section before its first run."""
+    return ["### Timestamps through fine-tuning: long-form transcription by TIMESTAMP_SHARE "
+            "(`long_form.json`)", "",
+            f"**Not measured yet.** `{LONG_FORM_COMMAND}` (estimated at about 30 minutes on 2 CPU "
+            "cores; `--quick`: 1 step and 1 recording, the code paths only) trains tiny.en (8-bit "
+            "base, the recipe's LoRA, the `embedded` preset's 30 steps of batch 8 on "
+            "data/cv-mini/en train) with `TIMESTAMP_SHARE` 0, 0.3 and 0.5, then measures the base "
+            "and each adapter on 1-3 minute recordings joined from cv-mini test clips: long-form "
+            "WER, the share of 30 s windows where the model emitted timestamps, and the mean error "
+            "of sentence start and end times; and says which share it recommends. It writes "
+            "`benchmarks/results/long_form.json` and `long_form.png`, which this section then shows.", ""]
+
+
 GPU_METHODS = {"full_fp16": "full fine-tuning (fp16 autocast, AdamW)",
                "lora_fp16": "LoRA, fp16 base", "lora_8bit": "LoRA, 8-bit base (the recipe)",
                "lora_4bit": "LoRA, 4-bit (NF4) base"}
@@ -430,6 +494,7 @@ def render(results_dir: Path = RESULTS) -> str:
         if name in data:
             lines += section(data[name])
     lines += forgetting_section(data["forgetting"]) if "forgetting" in data else forgetting_not_measured()
+    lines += long_form_section(data["long_form"]) if "long_form" in data else long_form_not_measured()
     gpu = Path(results_dir) / "gpu_check.json"
     lines += gpu_section(json.loads(gpu.read_text())) if gpu.is_file() else gpu_not_measured()
     return "\n".join(lines).rstrip() + "\n"

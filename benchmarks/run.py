@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick    # tiny sizes, for the test (a couple of minutes)
     python benchmarks/run.py --only data_preparation inference --out /tmp/results
     python benchmarks/run.py --only forgetting   # LoRA vs full fine-tuning on Hindi: English kept?
+    python benchmarks/run.py --only long_form    # timestamps through fine-tuning: TIMESTAMP_SHARE 0 vs 0.3 vs 0.5
 
 Benchmarks (each in benchmarks/bench_*.py):
 1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
@@ -14,6 +15,9 @@ Benchmarks (each in benchmarks/bench_*.py):
 5. forgetting (only with --only forgetting; estimated at 45 minutes): the multilingual base
    trained on Hindi by LoRA 8-bit / LoRA fp32 / full fine-tuning; Hindi and English WER
    and language identification of each, the base, and the adapter switched off
+6. long_form (only with --only long_form; estimated at 30 minutes): tiny.en 8-bit + LoRA
+   trained with TIMESTAMP_SHARE 0 and each of --long-form-shares; long-form WER, share of
+   30 s windows with timestamps, sentence start/end error, short-clip WER; the base too
 Then benchmarks/report.py writes <out>/README_section.md from the JSON files.
 """
 from __future__ import annotations
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import DEMO_ADAPTER, RESULTS  # noqa: E402
 
 BENCHMARKS = ("training_methods", "data_preparation", "inference", "memory_curve")
-ON_REQUEST = ("forgetting",)  # run only when named in --only (too long for the default run)
+ON_REQUEST = ("forgetting", "long_form")  # run only when named in --only (too long for the default run)
 
 
 @dataclass
@@ -51,12 +55,17 @@ class Sizes:
     forget_batch: int = 8           # ... of batch 8 (240 of the 320 Hindi train clips)
     forget_hindi_clips: int = 24    # Hindi test clips scored (the demo's 24)
     forget_english_clips: int = 24  # English test clips scored and language-identified
+    long_steps: int = 30            # the embedded preset's training: 30 steps ...
+    long_batch: int = 8             # ... of batch 8, once per TIMESTAMP_SHARE
+    long_recordings: int = 4        # long-form recordings of 1-3 min from the test split
+    long_short_clips: int = 24      # short test clips for the short-clip WER beside it
 
 
 FULL = Sizes()
 QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference_clips=1,
               curve_batches=[1], larger_model="tiny", larger_batches=[1],
-              forget_steps=1, forget_batch=1, forget_hindi_clips=1, forget_english_clips=1)
+              forget_steps=1, forget_batch=1, forget_hindi_clips=1, forget_english_clips=1,
+              long_steps=1, long_batch=1, long_recordings=1, long_short_clips=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "in the forgetting benchmark (default 30; --quick 1)")
     parser.add_argument("--forgetting-clips", type=int, help="Hindi and English test clips "
                         "in the forgetting benchmark (default 24 each; --quick 1)")
+    parser.add_argument("--long-form-shares", type=float, nargs="+", default=[0.3, 0.5],
+                        help="TIMESTAMP_SHARE values trained beside 0 in the long_form benchmark")
     parser.add_argument("--adapter", type=Path, default=None,
                         help="adapter for the inference benchmark (default: runs/demo/adapter "
                              "if present, else the one trained by training_methods)")
@@ -101,6 +112,7 @@ def main(argv=None) -> int:
     import bench_dataprep
     import bench_forgetting
     import bench_inference
+    import bench_long_form
     import bench_training
     import report
 
@@ -126,6 +138,10 @@ def main(argv=None) -> int:
         bench_forgetting.run(args.out, sizes.forget_steps, sizes.forget_batch,
                              sizes.forget_hindi_clips, sizes.forget_english_clips,
                              model=args.forgetting_model)
+    if "long_form" in args.only:
+        bench_long_form.run(args.out, sizes.long_steps, sizes.long_batch,
+                            [0.0, *args.long_form_shares], sizes.long_recordings,
+                            sizes.long_short_clips)
     shutil.rmtree(trained.parent, ignore_errors=True)
     section = report.write_section(args.out)
     print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); README section: {section}")

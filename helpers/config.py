@@ -53,6 +53,7 @@ class RunConfig:
     generation_max_length: int = 128
     decode_fallback: bool = True            # Whisper's temperature fallback against repetition loops (False: greedy only)
     seed: int = 42
+    timestamp_share: float = 0.0            # share of training examples with timestamp labels (helpers/timestamps.py; 0 = the recipe)
     # Added for training beyond the recipe (helpers/training.py, helpers/streaming.py):
     eval_steps: int | None = None           # WER by real transcription (generate) every N steps (None: never)
     eval_split: str = "dev"                 # the split transcribed during training (keep it out of train_splits)

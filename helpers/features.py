@@ -26,12 +26,16 @@ from datasets import Array2D, Dataset, Features, List, Value
 from helpers.audio import SAMPLE_RATE, load_audio
 
 KEEP_COLUMNS = ("audio", "sentence", "duration")  # carried along for display, not training
+# with timestamp_share > 0 (helpers.timestamps): a bool column saying which rows got timestamp
+# labels; kept so that a reader (and the tests) can see which ones did
+TIMESTAMP_COLUMN = "timestamps"
 
 
 def _feature_schema(dataset: Dataset, processor) -> Features:
     """Output features: kept columns, mel_frames (frames x n_mels float32), mel_pad, labels."""
     extractor = processor.feature_extractor
-    schema = {name: dataset.features[name] for name in KEEP_COLUMNS if name in dataset.features}
+    schema = {name: dataset.features[name] for name in (*KEEP_COLUMNS, TIMESTAMP_COLUMN)
+              if name in dataset.features}
     schema["mel_frames"] = Array2D(shape=(None, extractor.feature_size), dtype="float32")
     schema["mel_pad"] = Value("float32")
     schema["labels"] = List(Value("int64"))
@@ -114,7 +118,7 @@ def _features_batch(batch: dict, processor, max_label_tokens: int, parent_pid: i
         torch.set_num_threads(1)
     extractor = processor.feature_extractor
     arrays = [load_audio(path) for path in batch["audio"]]
-    labels = processor.tokenizer(batch["sentence"]).input_ids
+    labels = _labels(processor.tokenizer, batch["sentence"], arrays, batch.get(TIMESTAMP_COLUMN))
     _check_batch(batch["audio"], arrays, labels, extractor.n_samples, max_label_tokens)
     # One clip at a time through mel_frames: the extractor's values, without the STFT of the
     # zero padding up to 30 s, nor storing it (benchmarks/bench_dataprep.py measures both ways).
@@ -122,10 +126,26 @@ def _features_batch(batch: dict, processor, max_label_tokens: int, parent_pid: i
     return {"mel_frames": list(frames), "mel_pad": list(pads), "labels": labels}
 
 
+def _labels(tokenizer, sentences: list[str], arrays, timestamped: list[bool] | None) -> list:
+    """Label ids of a batch: the recipe's (<|notimestamps|>), or for rows flagged in
+    `timestamped` <|0.00|> text <|speech end|> (helpers.timestamps)."""
+    labels = tokenizer(sentences).input_ids
+    if not timestamped or not any(timestamped):
+        return labels
+    from helpers.timestamps import speech_end, timestamp_labels
+
+    return [timestamp_labels(tokenizer, sentence, speech_end(audio, SAMPLE_RATE)) if flag else ids
+            for sentence, audio, flag, ids in zip(sentences, arrays, timestamped, labels)]
+
+
 def prepare_features(dataset: Dataset, processor, batch_size: int = 16,
                      num_proc: int | None = None, max_label_tokens: int = 448,
-                     cache_file_name: str | None = None) -> Dataset:
+                     cache_file_name: str | None = None, timestamp_share: float = 0.0,
+                     seed: int = 42) -> Dataset:
     """Add "mel_frames", "mel_pad" and "labels" to `dataset` ("audio" path + "sentence").
+
+    timestamp_share: that share of the rows, chosen with `seed`, gets timestamp labels and
+    a True in a "timestamps" column (helpers.timestamps); 0 (the recipe) changes nothing.
 
     Runs a batched `datasets.map` with a progress bar ("log-mel features"); `num_proc`
     worker processes when given. Keeps "audio", "sentence" and "duration"; removes the other
@@ -138,7 +158,10 @@ def prepare_features(dataset: Dataset, processor, batch_size: int = 16,
     if missing:
         raise ValueError(f"dataset lacks column(s) {missing} (has {dataset.column_names}); "
                          "load it with helpers.data.load_corpus.")
-    remove = [c for c in dataset.column_names if c not in KEEP_COLUMNS]
+    from helpers.timestamps import with_timestamp_flags
+
+    dataset = with_timestamp_flags(dataset, timestamp_share, seed)
+    remove = [c for c in dataset.column_names if c not in (*KEEP_COLUMNS, TIMESTAMP_COLUMN)]
     return dataset.map(
         _features_batch, batched=True, batch_size=batch_size, num_proc=num_proc,
         fn_kwargs={"processor": processor, "max_label_tokens": max_label_tokens,

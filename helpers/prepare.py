@@ -41,7 +41,8 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
     if config.max_train_clips is not None and len(train) > config.max_train_clips:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_clips))
     if not config.streaming:  # streamed training computes features on the fly (helpers/streaming.py)
-        save_dataset_atomic(prepare_features(train, processor), run.features_dir("train"))
+        save_dataset_atomic(prepare_features(train, processor, timestamp_share=config.timestamp_share,
+                                             seed=config.seed), run.features_dir("train"))
     run.write_jsonl("test_clips.jsonl", [{"path": row["audio"], "sentence": row["sentence"],
                                           "duration": row["duration"]} for row in test])
     run.write_json("corpus_report.json", reports)

@@ -51,24 +51,29 @@ def training_rows(config: RunConfig, tokenizer) -> tuple[Dataset, dict]:
 
 
 def stream_features(rows: Dataset, processor, seed: int = 42, shuffle_buffer: int = 256,
-                    batch_size: int = 16, num_shards: int = 1) -> IterableDataset:
+                    batch_size: int = 16, num_shards: int = 1,
+                    timestamp_share: float = 0.0) -> IterableDataset:
     """An IterableDataset of rows with features ("mel_frames", "mel_pad", see helpers.features)
     and "labels" computed as they are read.
 
     rows: dataset with "audio" (path) and "sentence" (e.g. from `training_rows`);
     shuffle_buffer: rows held for shuffling (the stream is shuffled within this window and
-    its shard order); batch_size: clips decoded per feature-extraction call. The feature
-    function is notebook 01's (`helpers.features`), so both paths give identical inputs.
+    its shard order); batch_size: clips decoded per feature-extraction call;
+    timestamp_share: the share of rows (chosen with `seed` before shuffling, so the same rows
+    as notebook 01 picks) given timestamp labels. The feature function is notebook 01's
+    (`helpers.features`), so both paths give identical inputs.
     """
-    from helpers.features import KEEP_COLUMNS, _feature_schema, _features_batch
+    from helpers.features import KEEP_COLUMNS, TIMESTAMP_COLUMN, _feature_schema, _features_batch
+    from helpers.timestamps import with_timestamp_flags
 
     missing = [c for c in ("audio", "sentence") if c not in rows.column_names]
     if missing:
         raise ValueError(f"rows lack column(s) {missing} (have {rows.column_names}); "
                          "load them with helpers.data.load_corpus.")
+    rows = with_timestamp_flags(rows, timestamp_share, seed)
     stream = rows.to_iterable_dataset(num_shards=max(1, min(num_shards, len(rows))))
     stream = stream.shuffle(seed=seed, buffer_size=shuffle_buffer)
-    remove = [c for c in rows.column_names if c not in KEEP_COLUMNS]
+    remove = [c for c in rows.column_names if c not in (*KEEP_COLUMNS, TIMESTAMP_COLUMN)]
     return stream.map(_features_batch, batched=True, batch_size=batch_size,
                       fn_kwargs={"processor": processor, "max_label_tokens": 448,
                                  "parent_pid": os.getpid()},
@@ -88,4 +93,5 @@ def streaming_dataset(config: RunConfig, processor) -> IterableDataset:
     rows, _ = training_rows(config, processor.tokenizer)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return stream_features(rows, processor, seed=config.seed,
-                           shuffle_buffer=config.shuffle_buffer, num_shards=max(SHARDS, world))
+                           shuffle_buffer=config.shuffle_buffer, num_shards=max(SHARDS, world),
+                           timestamp_share=config.timestamp_share)

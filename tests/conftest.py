@@ -14,7 +14,7 @@ FAKE_HF_TOKEN = "hf_SmokeRunFakeToken0123456789abcdefXYZ"  # in the env while th
 # Smoke parameters: every notebook runs for real, on a few clips and steps.
 SMOKE_PARAMETERS = {"MAX_TRAIN_CLIPS": 16, "MAX_TEST_CLIPS": 8, "MAX_STEPS": 2,
                     "LOGGING_STEPS": 1, "SAVE_STEPS": 1,
-                    "EVAL_STEPS": 1, "EVAL_MAX_CLIPS": 2}
+                    "EVAL_STEPS": 1, "EVAL_MAX_CLIPS": 2, "LONG_FORM_SECONDS": 35}
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ TEXT_COLUMN = None         # Hub/CSV/FLEURS corpora: the transcript column (None
 MAX_TRAIN_CLIPS = None     # cap the training clips (None: all)
 MAX_TEST_CLIPS = None      # cap the test clips (None: all)
 SEED = None                # seeds LoRA's initialization and the order of the training data (None: the preset's, 42)
+TIMESTAMP_SHARE = None     # share of training clips labelled with timestamps, <|0.00|> text <|end|>, so the model keeps predicting them for long audio (None: the preset's, 0.0 as in the recipe)
 
 # %% [markdown]
 # ## The run directory and its settings
@@ -43,7 +44,8 @@ from helpers.config import start_run
 
 run, config = start_run(RUN_NAME, PRESET, RUNS_ROOT, model=MODEL, language=LANGUAGE, corpus=CORPUS,
                         corpus_config=CORPUS_CONFIG, text_column=TEXT_COLUMN,
-                        max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS, seed=SEED)
+                        max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS, seed=SEED,
+                        timestamp_share=TIMESTAMP_SHARE)
 print(run)
 config
 
@@ -52,14 +54,24 @@ config
 # The processor pairs the feature extractor (audio → log-mel) with the tokenizer
 # (text → ids). For a multilingual model it also fixes the language and task tokens that
 # start every label, so training teaches the model the language we asked for.
+#
+# The recipe's labels say `<|notimestamps|>`. A model trained only on those tends to stop
+# predicting timestamps, which Whisper's long-form decoding (audio over 30 s) moves by.
+# With `TIMESTAMP_SHARE` above 0, that share of the training clips (chosen by the seed)
+# is labelled `<|0.00|> text <|end|>` instead, `end` being where the clip's speech ends,
+# found from its energy (`helpers/timestamps.py`).
 
 # %%
 from helpers.models import load_processor
+from helpers.timestamps import timestamp_labels
 
 processor = load_processor(config.model, language=config.language, task=config.task)
 example = processor.tokenizer("Hello there.").input_ids
 print("label ids for 'Hello there.':", example)
 print("as tokens:", processor.tokenizer.convert_ids_to_tokens(example))
+with_times = timestamp_labels(processor.tokenizer, "Hello there.", end_seconds=1.234)
+print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):",
+      processor.tokenizer.convert_ids_to_tokens(with_times))
 
 # %% [markdown]
 # ## Filter, extract features, save
