@@ -14,7 +14,7 @@ Decoding is greedy (no temperature fallback, which would decode the base's Hindi
 to five more times), at most 128 new tokens, each model at the precision it was trained in.
 Everything runs in this process, one model at a time: no memory is measured here.
 
-    python benchmarks/run.py --only forgetting            # estimated at 45 minutes on 2 CPU cores
+    python benchmarks/run.py --only forgetting            # 50 minutes measured on 2 shared CPU cores
     python benchmarks/run.py --only forgetting --quick    # 1 step, 1 clip: the code paths only
 """
 from __future__ import annotations

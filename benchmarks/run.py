@@ -12,7 +12,7 @@ Benchmarks (each in benchmarks/bench_*.py):
 3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32
 4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit (tiny.en, and
    small.en with random weights, where weights rather than activations dominate)
-5. forgetting (only with --only forgetting; estimated at 45 minutes): the multilingual base
+5. forgetting (only with --only forgetting; 50 minutes measured on 2 shared cores): the multilingual base
    trained on Hindi by LoRA 8-bit / LoRA fp32 / full fine-tuning; Hindi and English WER
    and language identification of each, the base, and the adapter switched off
 6. long_form (only with --only long_form; estimated at 30 minutes): tiny.en 8-bit + LoRA
