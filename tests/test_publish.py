@@ -25,7 +25,7 @@ from helpers.run import RunDir
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
 REPO = "someone/whisper-tiny-test"
-TOKEN = "hf_PublishTestToken0123456789abcdefXYZ"  # fake; must never be printed or written
+TOKEN = "hf_PublishFakeToken0123456789abcdefXYZ"  # fake; must never be printed or written
 RUN_FILES = ("config.json", "metrics.json", "corpus_report.json", "train_durations.json",
              "test_clips.jsonl", "adapter")
 
