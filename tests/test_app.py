@@ -25,6 +25,7 @@ CLIP = ROOT / "data" / "cv-mini" / "en" / "clips" / "common_voice_en_39721904.mp
 
 def test_a_clip_is_loaded_as_16k_audio():
     audio = check_audio(str(CLIP))
+    # exact: check_audio decodes through load_audio itself, the same code on both sides
     assert audio.dtype == np.float32 and np.array_equal(audio, load_audio(CLIP))
 
 
