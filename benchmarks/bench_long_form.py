@@ -77,8 +77,8 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
     from helpers.training import run_training
 
     run, config = start_run(row_name(share), "embedded", workdir, model=model,
-                            corpus=str(corpus), precision=precision, timestamp_share=share, max_steps=steps, batch_size=batch,
-                            max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
+                            corpus=str(corpus), precision=precision, timestamp_share=share,
+                            max_steps=steps, batch_size=batch, max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
                             logging_steps=max(1, min(5, steps)))
     prepare_run_data(config, run, load_processor(config.model))
     features = load_from_disk(str(run.features_dir("train")))
