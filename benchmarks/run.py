@@ -57,7 +57,7 @@ class Sizes:
     forget_english_clips: int = 24  # English test clips scored and language-identified
     long_steps: int = 30            # the embedded preset's training: 30 steps ...
     long_batch: int = 8             # ... of batch 8, once per TIMESTAMP_SHARE
-    long_recordings: int = 4        # long-form recordings of 1-3 min from the test split
+    long_recordings: int = 3        # long-form recordings of 1-3 min from the test split
     long_short_clips: int = 24      # short test clips for the short-clip WER beside it
 
 
