@@ -17,7 +17,7 @@ recordings, with the true start and end of each sentence) by helpers.long_form.t
   (helpers.evaluate.score_long_form);
 and, for comparison, WER on short test clips (one window each, no timestamps asked).
 
-    python benchmarks/run.py --only long_form      # estimated at 30 minutes on 2 quiet CPU cores
+    python benchmarks/run.py --only long_form      # estimated at 15 minutes on 2 quiet CPU cores
     python benchmarks/run.py --only long_form --quick
 """
 from __future__ import annotations
@@ -34,13 +34,12 @@ from bench_common import CORPUS, loadavg, write_result  # noqa: E402
 
 SHARES = (0.0, 0.3, 0.5)  # TIMESTAMP_SHARE values trained; 0 is the recipe
 RECORDINGS = 3            # long-form recordings of 1 to 3 minutes from the test split
-# Adapters are trained on the 8-bit base (the recipe) but measured on the fp32 base: on a
-# CPU, bitsandbytes' int8 matmul costs about the same at every decoding step whatever the
-# batch, and long-form decoding runs one window at a time. Measured here on a 66 s
-# recording (tiny.en, the demo's 30-step adapter, fallback on): 155 s of CPU with the
-# adapter and 121 s without in 8-bit, 48 s and 79 s in fp32; the base's transcript was the
-# same on both, the adapter's WER 12.1% on the 8-bit base and 9.1% on fp32 (1 recording).
-EVAL_PRECISION = "fp32"
+# The base the adapters are measured on: the one they were trained on, as in notebooks 05
+# and 06. fp32 decodes about twice as fast on a CPU (bitsandbytes' int8 matmul costs about
+# the same at every decoding step, and long-form decoding runs one window at a time):
+# measured on a 66 s recording with the demo's 30-step adapter, 7.5 s in 8-bit and 3.6 s
+# in fp32 (2 quiet cores); the base's transcript was the same on both.
+EVAL_PRECISION = "8bit"
 SHORT_CLIPS = 24          # short test clips transcribed for the short-clip WER
 WER_SLACK = 0.02          # a share may cost this much long-form WER (2 points) vs share 0
 SAMPLE_CHARS = 300        # transcript characters kept per row, for a reader to see what changed

@@ -334,11 +334,11 @@ def long_form_not_measured() -> list[str]:
     """The long-form section before its first run."""
     return ["### Timestamps through fine-tuning: long-form transcription by TIMESTAMP_SHARE "
             "(`long_form.json`)", "",
-            f"**Not measured yet.** `{LONG_FORM_COMMAND}` (estimated at about 30 minutes on 2 CPU "
+            f"**Not measured yet.** `{LONG_FORM_COMMAND}` (estimated at about 15 minutes on 2 CPU "
             "cores; `--quick`: 1 step and 1 recording, the code paths only) trains tiny.en (8-bit "
             "base, the recipe's LoRA, the `embedded` preset's 30 steps of batch 8 on "
             "data/cv-mini/en train) with `TIMESTAMP_SHARE` 0, 0.3 and 0.5, then measures the base "
-            "and each adapter (on the fp32 base: 1.5 to 3 times faster than 8-bit on a CPU) on three 1-3 minute recordings joined from cv-mini test clips: long-form "
+            "and each adapter on three 1-3 minute recordings joined from cv-mini test clips: long-form "
             "WER, the share of 30 s windows where the model emitted timestamps, and the mean error "
             "of sentence start and end times; and says which share it recommends. It writes "
             "`benchmarks/results/long_form.json` and `long_form.png`, which this section then shows.", ""]

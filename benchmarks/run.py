@@ -15,7 +15,7 @@ Benchmarks (each in benchmarks/bench_*.py):
 5. forgetting (only with --only forgetting; estimated at 45 minutes): the multilingual base
    trained on Hindi by LoRA 8-bit / LoRA fp32 / full fine-tuning; Hindi and English WER
    and language identification of each, the base, and the adapter switched off
-6. long_form (only with --only long_form; estimated at 30 minutes): tiny.en 8-bit + LoRA
+6. long_form (only with --only long_form; estimated at 15 minutes): tiny.en 8-bit + LoRA
    trained with TIMESTAMP_SHARE 0 and each of --long-form-shares; long-form WER, share of
    30 s windows with timestamps, sentence start/end error, short-clip WER; the base too
 Then benchmarks/report.py writes <out>/README_section.md from the JSON files.
