@@ -17,7 +17,7 @@ recordings, with the true start and end of each sentence) by helpers.long_form.t
   (helpers.evaluate.score_long_form);
 and, for comparison, WER on short test clips (one window each, no timestamps asked).
 
-    python benchmarks/run.py --only long_form      # estimated at 30 minutes on 2 CPU cores
+    python benchmarks/run.py --only long_form      # estimated at 15 minutes on 2 quiet CPU cores
     python benchmarks/run.py --only long_form --quick
 """
 from __future__ import annotations
@@ -33,7 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import CORPUS, loadavg, write_result  # noqa: E402
 
 SHARES = (0.0, 0.3, 0.5)  # TIMESTAMP_SHARE values trained; 0 is the recipe
-RECORDINGS = 4            # long-form recordings of 1 to 3 minutes from the test split
+RECORDINGS = 3            # long-form recordings of 1 to 3 minutes from the test split
+# The base the adapters are measured on: the one they were trained on, as in notebooks 05
+# and 06. fp32 decodes about twice as fast on a CPU (bitsandbytes' int8 matmul costs about
+# the same at every decoding step, and long-form decoding runs one window at a time):
+# measured on a 66 s recording with the demo's 30-step adapter, 7.5 s in 8-bit and 3.6 s
+# in fp32 (2 quiet cores); the base's transcript was the same on both.
+EVAL_PRECISION = "8bit"
 SHORT_CLIPS = 24          # short test clips transcribed for the short-clip WER
 WER_SLACK = 0.02          # a share may cost this much long-form WER (2 points) vs share 0
 SAMPLE_CHARS = 300        # transcript characters kept per row, for a reader to see what changed
@@ -77,8 +83,8 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
     from helpers.training import run_training
 
     run, config = start_run(row_name(share), "embedded", workdir, model=model,
-                            corpus=str(corpus), precision=precision, timestamp_share=share, max_steps=steps, batch_size=batch,
-                            max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
+                            corpus=str(corpus), precision=precision, timestamp_share=share,
+                            max_steps=steps, batch_size=batch, max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
                             logging_steps=max(1, min(5, steps)))
     prepare_run_data(config, run, load_processor(config.model))
     features = load_from_disk(str(run.features_dir("train")))
@@ -176,10 +182,12 @@ def recommend(results: dict, shares) -> dict:
 def run(out_dir: Path, steps: int = 30, batch: int = 8, shares=SHARES,
         recordings: int = RECORDINGS, short_clips: int = SHORT_CLIPS, model: str = "embedded",
         train_clips: int | None = None, min_seconds: float = 60, max_seconds: float = 180,
-        corpus: Path = CORPUS, precision: str = "8bit", **decode) -> Path:
+        corpus: Path = CORPUS, precision: str = "8bit", eval_precision: str = EVAL_PRECISION,
+        **decode) -> Path:
     """Benchmark 6: base and one adapter per share -> out_dir/long_form.json (and
     long_form.png); returns the JSON's path. `model`, `train_clips`, the recording lengths,
-    `corpus` (train and test splits), `precision` and `decode` (transcribe_long's keywords,
+    `corpus` (train and test splits), `precision` (of the base trained on),
+    `eval_precision` (of the base the adapters are measured on) and `decode` (transcribe_long's keywords,
     e.g. max_new_tokens) let the test run it on a tiny random model in a few minutes."""
     from helpers.long_form import build_long_form_set
 
@@ -191,15 +199,16 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, shares=SHARES,
                                    max_seconds=max_seconds, seed=0)
         clips = corpus_clips(corpus, short_clips)
         print(f"[long_form] base ({model}, 8-bit) ...", file=sys.stderr, flush=True)
-        results = {"base": model_row(model, None, recs, clips, precision, **decode)}
+        results = {"base": model_row(model, None, recs, clips, eval_precision, **decode)}
         for share in shares:
             adapter, training = train_adapter(share, Path(tmp) / "runs", model, steps, batch,
                                               train_clips, corpus, precision)
             results[row_name(share)] = {**training, **model_row(model, adapter, recs, clips,
-                                                                precision, **decode)}
+                                                                eval_precision, **decode)}
     results["recommended"] = recommend(results, shares)
     name = corpus_name(corpus)
-    settings = {"model": model, "precision": precision, "preset": "embedded",
+    settings = {"model": model, "precision": precision, "eval_precision": eval_precision,
+                "preset": "embedded",
                 "train_corpus": f"{name} train", "steps": steps, "batch_size": batch,
                 "train_clips": train_clips or "all (the preset's)", "seed": 42,
                 "timestamp_shares": shares, "warmup_steps": 5, "lr_scheduler": "constant_with_warmup",

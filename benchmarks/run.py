@@ -15,7 +15,7 @@ Benchmarks (each in benchmarks/bench_*.py):
 5. forgetting (only with --only forgetting; 50 minutes measured on 2 shared cores): the multilingual base
    trained on Hindi by LoRA 8-bit / LoRA fp32 / full fine-tuning; Hindi and English WER
    and language identification of each, the base, and the adapter switched off
-6. long_form (only with --only long_form; estimated at 30 minutes): tiny.en 8-bit + LoRA
+6. long_form (only with --only long_form; estimated at 15 minutes): tiny.en 8-bit + LoRA
    trained with TIMESTAMP_SHARE 0 and each of --long-form-shares; long-form WER, share of
    30 s windows with timestamps, sentence start/end error, short-clip WER; the base too
 Then benchmarks/report.py writes <out>/README_section.md from the JSON files.
@@ -57,7 +57,7 @@ class Sizes:
     forget_english_clips: int = 24  # English test clips scored and language-identified
     long_steps: int = 30            # the embedded preset's training: 30 steps ...
     long_batch: int = 8             # ... of batch 8, once per TIMESTAMP_SHARE
-    long_recordings: int = 4        # long-form recordings of 1-3 min from the test split
+    long_recordings: int = 3        # long-form recordings of 1-3 min from the test split
     long_short_clips: int = 24      # short test clips for the short-clip WER beside it
 
 

@@ -171,4 +171,3 @@ def script_mix(texts) -> dict[str, float]:
     counts = Counter(script for text in texts for script in letter_scripts(text))
     total = sum(counts.values())
     return {script: count / total for script, count in counts.most_common()}
-

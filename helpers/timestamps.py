@@ -20,9 +20,10 @@ usually starts at 0.00; the long-form benchmark's start error measures what that
 Labels are made where notebook 01 (`helpers.features`) and streamed training
 (`helpers.streaming`) make them, from the audio already decoded for the features.
 
-Notebook 06's `long_form_check` measures the result on a run: long-form WER, the share of
-30 s windows with timestamps and sentence boundary errors, adapter off and on, beside the
-short-clip WER; `python benchmarks/run.py --only long_form` compares shares.
+Notebook 06's `long_form_check` scores notebook 05's long recording: long-form WER, the
+share of 30 s windows with timestamps and sentence boundary errors, fine-tuned (notebook
+05's transcript) and base (transcribed there), beside the short-clip WER;
+`python benchmarks/run.py --only long_form` compares shares.
 """
 from __future__ import annotations
 
@@ -97,76 +98,67 @@ def speech_end(audio: np.ndarray, sampling_rate: int) -> float:
 
 # ---------------------------------------------------------------- notebook 06's long-form check
 
-LONG_FORM_DIR = "long_form"  # in the run directory: the recordings notebook 06 builds
+LONG_FORM_PREDICTION = "long_form/prediction.json"  # notebook 05: its recording and the fine-tuned transcript
+LONG_FORM_BASE = "long_form/base_prediction.json"   # notebook 06: the base model's transcript of it
 
 
-def _long_form_predictions(model, processor, recordings: list[dict], fallback: bool) -> list[dict]:
-    """transcribe_long of each recording, as it stands (adapter on or off)."""
-    from helpers.long_form import transcribe_long
-
-    return [transcribe_long(model, processor, rec["path"], fallback=fallback) for rec in recordings]
-
-
-def _long_form_scores(name: str, recordings: list[dict], predictions: list[dict]) -> dict:
+def _long_form_scores(name: str, recording: dict, prediction: dict) -> dict:
     """metrics.json keys long_form_<name>_wer / _timestamp_share / _start_mae / _end_mae
-    (helpers.evaluate.score_long_form)."""
+    of one recording (helpers.evaluate.score_long_form)."""
     from helpers.evaluate import score_long_form
 
-    scores = score_long_form(recordings, predictions)
+    scores = score_long_form([recording], [prediction])
     keys = {"wer": "wer", "timestamp_share": "timestamp_window_share",
             "start_mae": "start_mae", "end_mae": "end_mae"}
     return {f"long_form_{name}_{key}": scores[source] for key, source in keys.items()}
 
 
-def long_form_check(config, run, recordings: int = 1, seconds: float = 60.0) -> dict | None:
-    """Long-form WER of the run's model, adapter off (base) and on (fine-tuned).
+def base_long_form(config, recording: dict) -> dict:
+    """transcribe_long of `recording` by the run's base model alone (no adapter: the same
+    weights as notebook 05's adapter switched off), at the run's precision and decoding."""
+    from helpers.long_form import transcribe_long
+    from helpers.models import load_model
 
-    Joins test clips of the run's corpus into `recordings` recordings of `seconds` to
-    `seconds` + 15 s (helpers.long_form.build_long_form_set, seed 0) in run/long_form/,
-    transcribes each with Whisper's long-form decoding (transcribe_long, the run's precision
-    and decoding), writes long_form_predictions.jsonl and prints one line. Returns the
-    metrics.json keys long_form_{base,finetuned}_{wer,timestamp_share,start_mae,end_mae},
-    long_form_recordings, long_form_audio_seconds and long_form_check_seconds (what the
-    check took); None, printing why, when `recordings` is 0.
+    model, processor = load_model(config.model, precision=config.precision,
+                                  language=config.language, task=config.task)
+    return transcribe_long(model.eval(), processor, recording["path"], fallback=config.decode_fallback)
+
+
+def long_form_check(config, run, with_base: bool = True) -> dict | None:
+    """Scores of notebook 05's long recording: the fine-tuned transcript notebook 05 made,
+    and, with `with_base`, the base model's, transcribed here (saved to
+    long_form/base_prediction.json; the check's cost, timed).
+
+    Returns the metrics.json keys long_form_{finetuned,base}_{wer,timestamp_share,
+    start_mae,end_mae}, long_form_audio_seconds, long_form_windows and
+    long_form_base_seconds (the base transcription's wall time); None, printing why, when
+    notebook 05 made no long recording (its LONG_FORM_SECONDS = 0).
     """
     import time
 
-    from helpers.adapters import attach_adapter
-    from helpers.long_form import build_long_form_set
-    from helpers.models import load_model
-
-    if not recordings:
-        print("Long-form check skipped: LONG_FORM_RECORDINGS is 0.")
+    path = run.path / LONG_FORM_PREDICTION
+    if not path.is_file():
+        print(f"Long-form check skipped: no {LONG_FORM_PREDICTION} in the run (notebook 05 "
+              "makes it unless its LONG_FORM_SECONDS is 0).")
         return None
-    started = time.perf_counter()
-    recs = build_long_form_set(config.corpus, split=config.test_split,
-                               out_dir=run.path / LONG_FORM_DIR, count=recordings,
-                               min_seconds=seconds, max_seconds=seconds + 15, seed=0)
-    model, processor = load_model(config.model, precision=config.precision,
-                                  language=config.language, task=config.task)
-    model = attach_adapter(model, run.require("adapter", "notebook 04 (training)")).eval()
-    with model.disable_adapter():
-        base = _long_form_predictions(model, processor, recs, config.decode_fallback)
-    tuned = _long_form_predictions(model, processor, recs, config.decode_fallback)
-    run.write_jsonl("long_form_predictions.jsonl", [
-        {"path": rec["path"], "duration": rec["duration"], "reference": rec["text"],
-         "sentences": rec["sentences"], "base": b["text"], "finetuned": t["text"],
-         "base_segments": b["segments"], "finetuned_segments": t["segments"]}
-        for rec, b, t in zip(recs, base, tuned)])
-    result = {**_long_form_scores("base", recs, base), **_long_form_scores("finetuned", recs, tuned),
-              "long_form_recordings": len(recs),
-              "long_form_audio_seconds": round(sum(rec["duration"] for rec in recs), 1),
-              "long_form_check_seconds": round(time.perf_counter() - started, 1)}
-    print(f"Long-form ({len(recs)} recording(s), {result['long_form_audio_seconds']:.0f} s of "
-          f"audio): WER {result['long_form_base_wer']:.1%} base, "
-          f"{result['long_form_finetuned_wer']:.1%} fine-tuned; took "
-          f"{result['long_form_check_seconds']:.0f} s.")
+    saved = run.read_json(LONG_FORM_PREDICTION, "notebook 05 (inference)")
+    recording, tuned = saved["recording"], saved["prediction"]
+    result = {**_long_form_scores("finetuned", recording, tuned),
+              "long_form_audio_seconds": round(recording["duration"], 1),
+              "long_form_windows": len(tuned["windows"])}
+    if with_base:
+        started = time.perf_counter()
+        base = base_long_form(config, recording)
+        run.write_json(LONG_FORM_BASE, base)
+        result.update(_long_form_scores("base", recording, base),
+                      long_form_base_seconds=round(time.perf_counter() - started, 1))
     return result
 
 
 def long_form_table(metrics: dict):
-    """Short-clip (notebook 05's test clips) beside long-form WER, windows with timestamps
-    and sentence boundary errors, base and fine-tuned, as a pandas DataFrame (percent, s)."""
+    """Short-clip WER (notebook 05's test clips) beside long-form WER, the share of windows
+    with timestamps and sentence boundary errors (notebook 05's long recording), base and
+    fine-tuned, as a pandas DataFrame (percent, seconds); a model not measured is left out."""
     import pandas as pd
 
     def pct(value):
@@ -177,5 +169,5 @@ def long_form_table(metrics: dict):
                     "windows with timestamps %": pct(metrics[f"long_form_{model}_timestamp_share"]),
                     "sentence start error s": metrics[f"long_form_{model}_start_mae"],
                     "sentence end error s": metrics[f"long_form_{model}_end_mae"]}
-            for model in ("base", "finetuned")}
+            for model in ("base", "finetuned") if f"long_form_{model}_wer" in metrics}
     return pd.DataFrame(rows).T

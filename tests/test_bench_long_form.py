@@ -39,6 +39,7 @@ def test_long_form_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):
     path = bench_long_form.run(tmp_path / "out", steps=1, batch=2, shares=[0.5], recordings=1,
                                short_clips=2, model=str(tiny), min_seconds=35, max_seconds=40,
                                corpus=small_corpus(tmp_path / "en"), precision="fp32",
+                               eval_precision="fp32",
                                max_new_tokens=4, fallback=False)
     data = json.loads(path.read_text())
     r = data["results"]

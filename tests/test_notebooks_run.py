@@ -59,23 +59,22 @@ def test_executed_notebooks_have_no_errors(smoke_run, path):
 
 
 def test_notebook_06_runs_alone_in_a_fresh_kernel(smoke_run):
-    timing = "long_form_check_seconds"  # wall time of the long-form check: the only key that varies
+    timing = "long_form_base_seconds"  # wall time of the base's long-form transcription: varies
     before = smoke_run.metrics()
-    run_notebook(notebook_paths()[-1], smoke_run, {"RUN_NAME": "smoke", "RUNS_ROOT": str(smoke_run.path.parent),
-                                                   "LONG_FORM_SECONDS": SMOKE_PARAMETERS["LONG_FORM_SECONDS"]})
+    run_notebook(notebook_paths()[-1], smoke_run, {"RUN_NAME": "smoke", "RUNS_ROOT": str(smoke_run.path.parent)})
     after = smoke_run.metrics()
     assert after[timing] > 0 and {**after, timing: None} == {**before, timing: None}
 
 
 def test_notebook_06_puts_long_form_wer_beside_short_clip_wer(smoke_run):
     metrics = smoke_run.metrics()
-    assert metrics["long_form_recordings"] == 1
-    assert 35 <= metrics["long_form_audio_seconds"] <= 50
+    seconds = SMOKE_PARAMETERS["LONG_FORM_SECONDS"]    # notebook 05's recording: 35 to 45 s
+    assert seconds <= metrics["long_form_audio_seconds"] <= seconds + 10
+    assert metrics["long_form_windows"] >= 2
     for model in ("base", "finetuned"):
         assert 0.0 <= metrics[f"long_form_{model}_wer"] <= 2.0, model
         assert 0.0 <= metrics[f"long_form_{model}_timestamp_share"] <= 1.0, model
-    rows = smoke_run.read_jsonl("long_form_predictions.jsonl", "06")
-    assert len(rows) == 1 and rows[0]["sentences"] and rows[0]["base"]
+    assert smoke_run.read_json("long_form/base_prediction.json", "06")["segments"]
     assert metrics["long_form_base_start_mae"] < 5.0   # tiny.en untouched keeps its timestamps
 
 

@@ -12,8 +12,7 @@ RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' run
 PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
 WORST_N = 8                # how many of the worst utterances to list
 ENGLISH_CLIPS = 8          # multilingual models: English test clips transcribed with the adapter on and off (0: skip)
-LONG_FORM_RECORDINGS = 1   # long recordings joined from test clips, transcribed with the adapter off and on (0: skip)
-LONG_FORM_SECONDS = 60     # each one's length, in seconds (up to 15 s more): over 30 s, so Whisper's long-form decoding runs
+LONG_FORM_BASE = True      # also transcribe notebook 05's long recording with the base model, for comparison (False: score the fine-tuned transcript only)
 
 # %%
 from helpers.config import stage_config
@@ -105,21 +104,22 @@ if english:
 
 # %% [markdown]
 # ## Long recordings
-# The test clips above are each under 30 s: one window of Whisper's. Recordings people
-# transcribe (interviews, lectures, voice notes) are longer; Whisper then decodes 30 s
-# windows one after the other and moves each by the timestamps it predicts. A model
-# fine-tuned only on `<|notimestamps|>` labels may stop predicting them
-# (`TIMESTAMP_SHARE` in notebook 01 trains a share of clips with timestamps). Here test
-# clips are joined with pauses into a longer recording, with the true start and end of
-# each sentence, and transcribed with the adapter off and on: WER beside the short-clip
-# WER, the share of windows where the model emitted timestamps, and how far the segment
-# boundaries are from the true sentence ones (each true boundary against the nearest
-# predicted one). The transcripts go to `long_form_predictions.jsonl`.
+# The test clips above are each under 30 s: one window of Whisper's. Notebook 05 also
+# transcribed a longer recording, test clips joined with pauses, window by window, each
+# window moved by the timestamps the model predicts. A model fine-tuned only on
+# `<|notimestamps|>` labels may stop predicting them (`TIMESTAMP_SHARE` in notebook 01
+# trains a share of clips with timestamps instead). Here that recording is scored: WER
+# beside the short-clip WER, the share of 30 s windows where the model closed a segment
+# with a timestamp, and how far the segment boundaries lie from the true sentence ones
+# (each true start or end against the nearest predicted one). With `LONG_FORM_BASE` the
+# base model transcribes the recording too (this is what the section costs; timed below).
 
 # %%
 from helpers.timestamps import long_form_check, long_form_table
 
-long_form = long_form_check(config, run, LONG_FORM_RECORDINGS, LONG_FORM_SECONDS)
+long_form = long_form_check(config, run, LONG_FORM_BASE)
 if long_form:
     metrics = run.update_metrics(**long_form)
+    print(f"{long_form['long_form_audio_seconds']:.0f} s of audio, {long_form['long_form_windows']} "
+          f"windows; the base model's transcription took {long_form.get('long_form_base_seconds', 0):.0f} s")
 long_form_table(metrics) if long_form else None
