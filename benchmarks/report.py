@@ -210,6 +210,12 @@ FORGET_ROWS = {"base_fp32": "base, untouched (fp32)", "lora_8bit": "LoRA, 8-bit 
 FORGETTING_POINTS = 5.0
 
 
+def markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table as lines: the header row, the rule, one line per row of cells."""
+    return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def pct(value) -> str:
     """A fraction as a percentage with one decimal ("-" for None)."""
     return "-" if value is None else f"{100 * value:.1f}%"
@@ -252,16 +258,15 @@ def forgetting_section(data: dict) -> list[str]:
              f"fine-tuning; {s['warmup_steps']} warmup steps, then constant). Scored on "
              f"{s['hindi_clips']} clips of {s['hindi_test']} (language=\"hindi\") and "
              f"{s['english_clips']} clips of {s['english_test']} (language=\"english\"); "
-             f"{s['decoding']}. Identified: {s['language_id']}. {env_line(data)}.", "",
-             "| model | Hindi WER | Hindi CER | Hindi script share | English WER | English CER "
-             "| English clips identified as English | Hindi clips identified as Hindi |",
-             "|---|---|---|---|---|---|---|---|"]
-    for key, name in FORGET_ROWS.items():
-        row = r[key]
-        lines.append(f"| {name} | {pct(row['hindi']['wer'])} | {pct(row['hindi']['cer'])} | "
-                     f"{pct(row['hindi']['script_share'])} | {pct(row['english']['wer'])} | "
-                     f"{pct(row['english']['cer'])} | {pct(row['english_detected_as_english'])} | "
-                     f"{pct(row['hindi_detected_as_hindi'])} |")
+             f"{s['decoding']}. Identified: {s['language_id']}. {env_line(data)}.", ""]
+    headers = ["model", "Hindi WER", "Hindi CER", "Hindi script share", "English WER",
+               "English CER", "English clips identified as English",
+               "Hindi clips identified as Hindi"]
+    rows = [[name, pct(r[key]["hindi"]["wer"]), pct(r[key]["hindi"]["cer"]),
+             pct(r[key]["hindi"]["script_share"]), pct(r[key]["english"]["wer"]),
+             pct(r[key]["english"]["cer"]), pct(r[key]["english_detected_as_english"]),
+             pct(r[key]["hindi_detected_as_hindi"])] for key, name in FORGET_ROWS.items()]
+    lines += markdown_table(headers, rows)
     return lines + ["", "- " + forgetting_verdict(r), "",
                     "![forgetting](benchmarks/results/forgetting.png)", ""]
 
@@ -328,18 +333,19 @@ def long_form_section(data: dict) -> list[str]:
              f"{s['short_clips']} short test clips. Decoding: {s['decoding']}. Boundary error: "
              f"{s['matching']}. {env_line(data)}.", "",
              "Training losses are not comparable across shares: timestamped labels hold other "
-             "tokens.", "",
-             "| model | long-form WER | windows with timestamps | sentence start error | "
-             "sentence end error | segments | short-clip WER | final training loss |",
-             "|---|---|---|---|---|---|---|---|"]
+             "tokens.", ""]
+    headers = ["model", "long-form WER", "windows with timestamps", "sentence start error",
+               "sentence end error", "segments", "short-clip WER", "final training loss"]
+    rows = []
     for key in rows_in_order(r):
         row, lf_row = r[key], r[key]["long_form"]
         name = "base (no adapter)" if key == "base" else f"TIMESTAMP_SHARE = {row['timestamp_share']:g}"
-        loss = "-" if key == "base" else f"{row['final_loss']:.3f}"
-        lines.append(f"| {name} | {pct(lf_row['wer'])} | {pct(lf_row['timestamp_window_share'])} "
-                     f"({lf_row['windows']}) | {seconds(lf_row['start_mae'])} | "
-                     f"{seconds(lf_row['end_mae'])} | {lf_row['segments']} | "
-                     f"{pct(row['short_clips']['wer'])} | {loss} |")
+        rows.append([name, pct(lf_row["wer"]),
+                     f"{pct(lf_row['timestamp_window_share'])} ({lf_row['windows']})",
+                     seconds(lf_row["start_mae"]), seconds(lf_row["end_mae"]),
+                     str(lf_row["segments"]), pct(row["short_clips"]["wer"]),
+                     "-" if key == "base" else f"{row['final_loss']:.3f}"])
+    lines += markdown_table(headers, rows)
     return lines + ["", "- " + long_form_kept(r), "- " + long_form_recommendation(r), "",
                     "![long-form](benchmarks/results/long_form.png)", ""]
 

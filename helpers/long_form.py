@@ -307,31 +307,51 @@ def _window_segments(model, processor, audio: np.ndarray, fallback: bool,
                      max_new_tokens: int) -> tuple[list[dict], float, bool]:
     """Decode one window (<= 30 s of 16 kHz audio) with timestamps.
 
-    Returns (segments [{"start", "end" (s, from the window's start), "text"}], seconds to
-    advance, timestamped). Mirrors transformers' `_retrieve_segment`: when the last segment
-    ends on two timestamps the window moves to that segment's end (the text after it was
-    cut by the window's edge and is decoded again); otherwise (a single timestamp at the
-    end, or none) by the whole window. timestamped: the model closed a segment (some
-    timestamp token follows a text token), not only the forced opening timestamp.
+    Returns what `read_window_segments` makes of the decoded segments.
     """
     from helpers.transcribe import generate_ids
 
     output = generate_ids(model, processor, [audio], max_new_tokens, fallback,
                           return_timestamps=True, return_segments=True,
                           force_unique_generate_call=True)
-    timestamp_begin = model.generation_config.no_timestamps_token_id + 1
-    seconds = len(audio) / SAMPLE_RATE
+    return read_window_segments(
+        [(segment["tokens"].tolist(), float(segment["start"]), float(segment["end"]))
+         for segment in output["segments"][0]],
+        timestamp_begin=model.generation_config.no_timestamps_token_id + 1,
+        seconds=len(audio) / SAMPLE_RATE,
+        decode=lambda tokens: processor.tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+def read_window_segments(decoded: list[tuple[list[int], float, float]], timestamp_begin: int,
+                         seconds: float, decode: Callable[[list[int]], str],
+                         ) -> tuple[list[dict], float, bool]:
+    """Turn one window's decoded segments into text segments and the step to the next window.
+
+    decoded: (token ids, start s, end s) per segment, as `generate(return_segments=True)`
+    gives them; timestamp_begin: the first timestamp token id; seconds: the window's length;
+    decode: token ids -> text.
+    Returns (segments [{"start", "end" (s, from the window's start), "text"}], seconds to
+    advance, timestamped). Mirrors transformers' `_retrieve_segment`: when the last segment
+    ends on two timestamps the window moves to that segment's end (the text after it was
+    cut by the window's edge and is decoded again); otherwise (a single timestamp at the
+    end, or none) by the whole window. One exception: a window that gave no text at all
+    moves by the whole window, or a model that opens with two timestamps
+    (`<|0.00|><|0.02|>`) would creep through the file 0.02 s at a time.
+    timestamped: the model closed a segment (some timestamp token follows a text token),
+    not only the forced opening timestamp.
+    """
     segments, advance, timestamped = [], seconds, False
-    for segment in output["segments"][0]:
-        tokens = segment["tokens"].tolist()
+    for tokens, start, end in decoded:
         is_time = [token >= timestamp_begin for token in tokens]
         timestamped |= any(later and not earlier for earlier, later in zip(is_time, is_time[1:]))
-        start, end = min(float(segment["start"]), seconds), min(float(segment["end"]), seconds)
-        text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        start, end = min(start, seconds), min(end, seconds)
+        text = decode(tokens).strip()
         if text:
             segments.append({"start": start, "end": max(start, end), "text": text})
         closed = len(tokens) >= 2 and is_time[-1] and is_time[-2]
         advance = end if closed and 0 < end < seconds else seconds  # the last segment decides
+    if not segments:
+        advance = seconds
     return segments, advance, timestamped
 
 

@@ -17,8 +17,8 @@ from helpers.audio import SAMPLE_RATE, load_audio
 from helpers.evaluate import score_long_form
 from helpers.long_form import (LONG_FORM_MAX_NEW_TOKENS, MANIFEST, WINDOW_SAMPLES, WindowReader,
                                build_long_form_from_clips, build_long_form_set,
-                               read_long_form_set, speech_bounds, transcribe_any,
-                               transcribe_long)
+                               read_long_form_set, read_window_segments, speech_bounds,
+                               transcribe_any, transcribe_long)
 from helpers.metrics import error_rates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +215,38 @@ def test_short_clip_segments_only_with_timestamps(embedded):
     assert timed["segments"] and all(0 <= s["start"] < s["end"] <= duration + 0.02
                                      for s in timed["segments"])
     assert error_rates([plain["text"]], [timed["text"]])["wer"] <= 0.34
+
+
+def test_window_steps_follow_the_last_closed_segment_and_never_creep(embedded):
+    """read_window_segments on token sequences written with tiny.en's own tokenizer: a window
+    whose last segment is closed (two timestamps) moves to that segment's end; one ending on
+    a single timestamp moves by the whole window; and one that gave no text (a model that
+    opens with `<|0.00|><|0.02|>`) moves by the whole window, not 0.02 s (else 1,500
+    windows for 30 s of audio)."""
+    _, processor = embedded
+    tokenizer = processor.tokenizer
+    begin = tokenizer.convert_tokens_to_ids("<|0.00|>")
+
+    def time(seconds):
+        return begin + round(seconds / 0.02)
+
+    def decode(tokens):
+        return tokenizer.decode(tokens, skip_special_tokens=True)
+
+    words = tokenizer.encode(" Hello there.", add_special_tokens=False)
+    closed = [([time(0), *words, time(4.0), time(4.0)], 0.0, 4.0),
+              ([time(4.0), *words, time(12.5), time(12.5)], 4.0, 12.5)]
+    segments, advance, timestamped = read_window_segments(closed, begin, 30.0, decode)
+    assert advance == 12.5 and timestamped
+    assert [(s["start"], s["end"], s["text"]) for s in segments] == [
+        (0.0, 4.0, "Hello there."), (4.0, 12.5, "Hello there.")]
+    open_end = [([time(0), *words, time(4.0)], 0.0, 4.0)]
+    assert read_window_segments(open_end, begin, 30.0, decode)[1] == 30.0
+    creeping = [([time(0), time(0.02)], 0.0, 0.02)]
+    segments, advance, timestamped = read_window_segments(creeping, begin, 30.0, decode)
+    assert (segments, advance, timestamped) == ([], 30.0, False)
+    untimed = [(words, 0.0, 30.0)]  # no timestamp at all: the whole window, not timestamped
+    assert read_window_segments(untimed, begin, 30.0, decode)[1:] == (30.0, False)
 
 
 def test_score_long_form_measures_text_and_times():
