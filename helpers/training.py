@@ -31,7 +31,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers import (PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
+                          TrainerCallback)
 
 from helpers.collator import SpeechSeq2SeqCollator
 from helpers.config import RunConfig
@@ -356,7 +357,7 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
                                  best, base_source=config.model,
                                  max_new_tokens=config.generation_max_length,
                                  fallback=config.decode_fallback))
-    return SpeechTrainer(
+    trainer = SpeechTrainer(
         model=model,
         args=training_arguments(config, run.checkpoints_dir),
         data_collator=collator,
@@ -364,6 +365,11 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
         processing_class=processor.feature_extractor,
         callbacks=[*extra, *(callbacks or [])],
     )
+    # With transformers' logging quieted the Trainer has no progress bar and prints each log
+    # as a raw dict instead (PrinterCallback); StepPrinter and WerCallback print the same
+    # figures as sentences, and run/train_log.json keeps every log.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 # ---------------------------------------------------------------- checkpoints and resume

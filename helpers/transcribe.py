@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from helpers.models import dequantized_8bit_on_cpu
 from helpers.quiet import quiet_libraries
 
 MAX_NEW_TOKENS = 128  # the recipe's generation max length
@@ -87,7 +88,8 @@ def generate_ids(model, processor, audios: list[np.ndarray],
     # max_new_tokens beside the model's max_length=448 instead draws a warning every call.
     generation_config.max_new_tokens, generation_config.max_length = None, max_new_tokens
     cuda = [model.device] if model.device.type == "cuda" else []
-    with torch.inference_mode(), torch.random.fork_rng(devices=cuda):
+    with (torch.inference_mode(), torch.random.fork_rng(devices=cuda),
+          dequantized_8bit_on_cpu(model)):  # 2-3x faster 8-bit decoding on a CPU
         torch.manual_seed(DECODE_SEED)
         ids = model.generate(input_features=features, generation_config=generation_config,
                              attention_mask=inputs.attention_mask.to(model.device),

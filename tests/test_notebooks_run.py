@@ -58,6 +58,17 @@ def test_executed_notebooks_have_no_errors(smoke_run, path):
         assert not [o for o in cell["outputs"] if o["output_type"] == "error"], cell["source"]
 
 
+def test_training_prints_sentences_not_raw_log_dicts(smoke_run):
+    """Notebook 04 prints a line per logging step (StepPrinter) and the WER lines, not the
+    Trainer's raw log dicts ("{'loss': ...}") beside them."""
+    printed = "".join("".join(output.get("text", ""))
+                      for cell in executed_cells(smoke_run, "04_training.ipynb")
+                      for output in cell["outputs"] if output.get("name") == "stdout")
+    steps = SMOKE_PARAMETERS["MAX_STEPS"]
+    assert f"step {steps}/{steps}: loss" in printed and "s/step" in printed
+    assert "{'loss'" not in printed and "{'train_runtime'" not in printed, printed
+
+
 def test_notebook_06_runs_alone_in_a_fresh_kernel(smoke_run):
     timing = "long_form_base_seconds"  # wall time of the base's long-form transcription: varies
     before = smoke_run.metrics()
