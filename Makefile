@@ -25,7 +25,7 @@ demo-hindi: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m helpers.demo --preset embedded-hindi --run-name demo-hindi
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=20 tests
 
 # The web page: `make app` serves runs/demo/adapter (after `make demo`) on 127.0.0.1:7860;
 # `make app ADAPTER=DIR` another adapter. gradio is installed for the page only.

@@ -1,9 +1,11 @@
 """The Colab flow without Colab: the six notebooks, each in its own kernel and working folder
 (as each badge opens its own runtime on Colab), with the stand-in google.colab and Data
 Collective client of tests/colab_standin, default RUNS_ROOT and PRESET, smoke parameters,
-and CORPUS = "mdc:<id>" (a Common Voice 27-layout archive) or "fleurs:en_us" (FLEURS-schema
-Parquet). Both are built from cv-mini. The run must land on the stand-in Drive and be found
-by every later runtime, with the fake API key in no output."""
+and CORPUS = "mdc:<id>" (a Common Voice 27-layout archive). The run must land on the
+stand-in Drive and be found by every later runtime, with the fake API key in no output.
+CORPUS = "fleurs:en_us" (FLEURS-schema Parquet) runs notebook 01 alone in such a runtime:
+only its data preparation differs, and notebooks 02-06 read the run the same way whatever
+the corpus (the mdc flow shows that). Both corpora are built from cv-mini."""
 import contextlib
 import json
 import os
@@ -56,8 +58,9 @@ def new_runtime(folder: Path) -> dict:
     return {"HOME": folder / "home", "IPYTHONDIR": folder / "ipython"}
 
 
-def run_colab_flow(base: Path, kind: str) -> dict:
-    """Run notebooks 01-06 in six runtimes under the stand-in Colab; returns what a test reads."""
+def run_colab_flow(base: Path, kind: str, notebooks: int = 6) -> dict:
+    """Run the first `notebooks` of 01-06, each in its own runtime under the stand-in Colab;
+    returns what a test reads."""
     from helpers.models import cache_root
 
     drive, mount = base / "google-drive", base / "content" / "drive"
@@ -77,7 +80,7 @@ def run_colab_flow(base: Path, kind: str) -> dict:
         write_fleurs_parquet(base / "fleurs-hub", counts={"train": 4, "validation": 2, "test": 2})
     parameters = {**COLAB_SMOKE, "CORPUS": CORPORA[kind]}
     executed = []
-    for number, notebook in enumerate(notebook_paths(), start=1):
+    for number, notebook in enumerate(notebook_paths()[:notebooks], start=1):
         runtime = base / f"runtime-{number}"
         with environment(**shared, **new_runtime(runtime)):
             output = runtime / "executed" / notebook.name
@@ -92,10 +95,16 @@ def run_colab_flow(base: Path, kind: str) -> dict:
             "run": drive / "whisper-lora-8bit" / "runs" / "demo"}
 
 
-@pytest.fixture(scope="module", params=sorted(CORPORA))
-def flow(request, tmp_path_factory):
-    """One six-runtime Colab flow per corpus kind (mdc, fleurs), shared by this module's tests."""
-    return request.param, run_colab_flow(tmp_path_factory.mktemp(f"colab-{request.param}"), request.param)
+@pytest.fixture(scope="module")
+def mdc_flow(tmp_path_factory):
+    """The six-runtime Colab flow from a Data Collective archive, shared by this module's tests."""
+    return run_colab_flow(tmp_path_factory.mktemp("colab-mdc"), "mdc")
+
+
+@pytest.fixture(scope="module")
+def fleurs_flow(tmp_path_factory):
+    """Notebook 01 in a Colab runtime, from FLEURS Parquet."""
+    return run_colab_flow(tmp_path_factory.mktemp("colab-fleurs"), "fleurs", notebooks=1)
 
 
 def outputs_text(path: Path) -> str:
@@ -103,44 +112,58 @@ def outputs_text(path: Path) -> str:
     return "\n".join(json.dumps(cell.get("outputs", [])) for cell in cells)
 
 
-def test_six_runtimes_share_one_run_on_drive(flow):
-    kind, result = flow
-    run = result["run"]
-    metrics = (run / "metrics.json").read_text()
-    for key in ('"n_test": 2', '"train_steps": 1', '"finetuned_wer"'):
-        assert key in metrics
-    for name in ("config.json", "test_clips.jsonl", "footprint.json", "lora.json",
-                 "adapter/adapter_model.safetensors", "predictions.jsonl"):
-        assert (run / name).is_file(), name
-    assert f'"corpus": "{CORPORA[kind]}"' in (run / "config.json").read_text()
-    first = outputs_text(result["executed"][0])
-    assert "requirements: all of requirements-colab.txt satisfied" in first  # checked, on "Colab"
-    assert "Mounted at" in first and str(result["mount"] / "MyDrive" / "whisper-lora-8bit" / "runs" / "demo") in first
-    for executed in result["executed"][1:]:
-        assert "Mounted at" in outputs_text(executed), executed.name  # each runtime mounts Drive
-    for runtime in result["base"].glob("runtime-*"):  # nothing was kept on a runtime's own disk
-        assert not (runtime / "runs").exists() and not list((runtime / "home").rglob("*.mp3"))
-        assert not list((runtime / "home").rglob("*.wav"))
-    # The test clips every runtime reads lie in corpora/ on Drive (the Common Voice loader
-    # resolves the stand-in's MyDrive link to the folder behind it; on Colab it is a mount).
-    clips = [json.loads(line)["path"] for line in (run / "test_clips.jsonl").read_text().splitlines()]
+def assert_clips_lie_in_drive_corpora(result) -> None:
+    """The run's 2 test clips lie in corpora/ on Drive (the loaders resolve the stand-in's
+    MyDrive link to the folder behind it; on Colab it is a mount)."""
+    clips = [json.loads(line)["path"]
+             for line in (result["run"] / "test_clips.jsonl").read_text().splitlines()]
     drive_corpora = [result["mount"] / "MyDrive" / "whisper-lora-8bit" / "corpora",
                      result["drive"] / "whisper-lora-8bit" / "corpora"]
     assert len(clips) == 2 and all(any(Path(clip).is_relative_to(folder) for folder in drive_corpora)
                                    for clip in clips)
 
 
-def test_the_common_voice_archive_is_downloaded_once(flow):
-    kind, result = flow
-    if kind != "mdc":
-        pytest.skip("FLEURS has no archive")
-    assert (result["base"] / "mdc-downloads.log").read_text().splitlines() == [DATASET_ID]
-    corpora = result["drive"] / "whisper-lora-8bit" / "corpora"
+def check_first_runtime(result, kind: str) -> None:
+    """Notebook 01 checked the requirements, mounted Drive, and wrote the run there."""
+    assert f'"corpus": "{CORPORA[kind]}"' in (result["run"] / "config.json").read_text()
+    first = outputs_text(result["executed"][0])
+    assert "requirements: all of requirements-colab.txt satisfied" in first  # checked, on "Colab"
+    assert "Mounted at" in first and str(result["mount"] / "MyDrive" / "whisper-lora-8bit" / "runs" / "demo") in first
+    for runtime in result["base"].glob("runtime-*"):  # nothing was kept on a runtime's own disk
+        assert not (runtime / "runs").exists() and not list((runtime / "home").rglob("*.mp3"))
+        assert not list((runtime / "home").rglob("*.wav"))
+    assert_clips_lie_in_drive_corpora(result)
+
+
+def test_six_runtimes_share_one_run_on_drive(mdc_flow):
+    run = mdc_flow["run"]
+    metrics = (run / "metrics.json").read_text()
+    for key in ('"n_test": 2', '"train_steps": 1', '"finetuned_wer"'):
+        assert key in metrics
+    for name in ("config.json", "test_clips.jsonl", "footprint.json", "lora.json",
+                 "adapter/adapter_model.safetensors", "predictions.jsonl"):
+        assert (run / name).is_file(), name
+    check_first_runtime(mdc_flow, "mdc")
+    for executed in mdc_flow["executed"][1:]:
+        assert "Mounted at" in outputs_text(executed), executed.name  # each runtime mounts Drive
+
+
+def test_fleurs_is_prepared_into_the_run_on_drive(fleurs_flow):
+    run = fleurs_flow["run"]
+    for name in ("config.json", "test_clips.jsonl", "corpus_report.json", "train_durations.json"):
+        assert (run / name).is_file(), name
+    check_first_runtime(fleurs_flow, "fleurs")
+
+
+def test_the_common_voice_archive_is_downloaded_once(mdc_flow):
+    assert (mdc_flow["base"] / "mdc-downloads.log").read_text().splitlines() == [DATASET_ID]
+    corpora = mdc_flow["drive"] / "whisper-lora-8bit" / "corpora"
     assert sorted(p.name for p in corpora.iterdir()) == ["downloads", f"mdc-{DATASET_ID}"]
 
 
-def test_the_api_key_is_in_no_output_and_no_file(flow):
-    _, result = flow
+@pytest.mark.parametrize("kind", sorted(CORPORA))
+def test_the_api_key_is_in_no_output_and_no_file(kind, request):
+    result = request.getfixturevalue(f"{kind}_flow")
     needle = FAKE_KEY.encode()
     assert not [p for p in result["executed"] if needle in p.read_bytes()]
     assert not [p for p in result["drive"].rglob("*") if p.is_file() and needle in p.read_bytes()]

@@ -4,7 +4,10 @@
 # An adapter is loaded onto the same 8-bit base it was trained on. PEFT can switch it off
 # for a moment (`disable_adapter()`), so one loaded model gives both the base model's and
 # the fine-tuned model's transcripts of the test split: same weights, same decoding
-# settings, only the adapter differs.
+# settings, only the adapter differs. On a CPU the 8-bit layers compute as bitsandbytes
+# computes them there in training (each int8 weight dequantized for the call, a float32
+# matmul), 2-3x faster than its LLM.int8 path, which has no fast CPU kernels
+# (`helpers.models.dequantized_8bit_on_cpu`); on a GPU, LLM.int8 as in the recipe.
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01-04
