@@ -303,6 +303,9 @@ class WindowReader:
 
 
 # ----------------------------------------------------------------------- decoding
+MIN_EMPTY_STEP_SECONDS = 1.0  # a window without text moves at least this far, or by all of it
+
+
 def _window_segments(model, processor, audio: np.ndarray, fallback: bool,
                      max_new_tokens: int) -> tuple[list[dict], float, bool]:
     """Decode one window (<= 30 s of 16 kHz audio) with timestamps.
@@ -335,8 +338,10 @@ def read_window_segments(decoded: list[tuple[list[int], float, float]], timestam
     ends on two timestamps the window moves to that segment's end (the text after it was
     cut by the window's edge and is decoded again); otherwise (a single timestamp at the
     end, or none) by the whole window. One exception: a window that gave no text at all
-    moves by the whole window, or a model that opens with two timestamps
-    (`<|0.00|><|0.02|>`) would creep through the file 0.02 s at a time.
+    and would move less than MIN_EMPTY_STEP_SECONDS moves by the whole window, or a model
+    that opens with two timestamps (`<|0.00|><|0.02|>`) would creep through the file 0.02 s
+    at a time; an empty segment closed later (`<|0.00|><|12.00|>`) still moves the window
+    there, where the speech may begin.
     timestamped: the model closed a segment (some timestamp token follows a text token),
     not only the forced opening timestamp.
     """
@@ -350,7 +355,7 @@ def read_window_segments(decoded: list[tuple[list[int], float, float]], timestam
             segments.append({"start": start, "end": max(start, end), "text": text})
         closed = len(tokens) >= 2 and is_time[-1] and is_time[-2]
         advance = end if closed and 0 < end < seconds else seconds  # the last segment decides
-    if not segments:
+    if not segments and advance < MIN_EMPTY_STEP_SECONDS:
         advance = seconds
     return segments, advance, timestamped
 

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -354,12 +355,18 @@ def dequantized_8bit_on_cpu(model) -> Iterator[int]:
     which also makes inference compute what the adapter was trained against on a CPU.
     Measured on tiny.en, 80 test clips at batch 32 (2 cores): base 87 -> 38 s, fine-tuned
     69 -> 24 s, WER 36.7% -> 37.0% and 9.2% -> 8.9%. GPU layers are left alone (int8
-    kernels are fast there). Yields the number of layers switched; restores their modes.
+    kernels are fast there), and so are layers that keep float weights (`has_fp16_weights`).
+    Yields the number of layers switched; restores their modes. Not for two overlapping
+    blocks on one model from two threads (the modes could be restored out of order).
     """
+    if "bitsandbytes" not in sys.modules:  # no 8-bit layer can exist without it
+        yield 0
+        return
     import bitsandbytes as bnb
 
     layers = [m for m in model.modules()
-              if isinstance(m, bnb.nn.Linear8bitLt) and m.weight.device.type == "cpu"]
+              if isinstance(m, bnb.nn.Linear8bitLt) and m.weight.device.type == "cpu"
+              and not m.state.has_fp16_weights]
     modes = [layer.training for layer in layers]
     for layer in layers:
         layer.training = True  # Linear8bitLt picks MatMul8bitFp on a CPU when training

@@ -3,9 +3,10 @@
 Collective client of tests/colab_standin, default RUNS_ROOT and PRESET, smoke parameters,
 and CORPUS = "mdc:<id>" (a Common Voice 27-layout archive). The run must land on the
 stand-in Drive and be found by every later runtime, with the fake API key in no output.
-CORPUS = "fleurs:en_us" (FLEURS-schema Parquet) runs notebook 01 alone in such a runtime:
-only its data preparation differs, and notebooks 02-06 read the run the same way whatever
-the corpus (the mdc flow shows that). Both corpora are built from cv-mini."""
+CORPUS = "fleurs:en_us" (FLEURS-schema Parquet) runs notebooks 01-04, each in such a
+runtime: the two that read the corpus (01 prepares it; 04 fetches the dev split for WER
+during training), while 05 and 06 read only the run, the same way whatever the corpus (the
+mdc flow shows that). Both corpora are built from cv-mini."""
 import contextlib
 import json
 import os
@@ -103,8 +104,8 @@ def mdc_flow(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fleurs_flow(tmp_path_factory):
-    """Notebook 01 in a Colab runtime, from FLEURS Parquet."""
-    return run_colab_flow(tmp_path_factory.mktemp("colab-fleurs"), "fleurs", notebooks=1)
+    """Notebooks 01-04, each in its own Colab runtime, from FLEURS Parquet."""
+    return run_colab_flow(tmp_path_factory.mktemp("colab-fleurs"), "fleurs", notebooks=4)
 
 
 def outputs_text(path: Path) -> str:
@@ -148,11 +149,17 @@ def test_six_runtimes_share_one_run_on_drive(mdc_flow):
         assert "Mounted at" in outputs_text(executed), executed.name  # each runtime mounts Drive
 
 
-def test_fleurs_is_prepared_into_the_run_on_drive(fleurs_flow):
+def test_fleurs_is_prepared_and_trained_on_from_drive(fleurs_flow):
+    """01 prepares FLEURS into the run on Drive; 04, in a fresh runtime, fetches its dev split
+    (validation) for WER during training onto Drive too, never into the runtime's home."""
     run = fleurs_flow["run"]
-    for name in ("config.json", "test_clips.jsonl", "corpus_report.json", "train_durations.json"):
+    for name in ("config.json", "test_clips.jsonl", "corpus_report.json",
+                 "adapter/adapter_model.safetensors"):
         assert (run / name).is_file(), name
     check_first_runtime(fleurs_flow, "fleurs")
+    assert '"eval_wer"' in (run / "train_log.json").read_text()  # 04 scored dev clips
+    for executed in fleurs_flow["executed"][1:]:
+        assert "Mounted at" in outputs_text(executed), executed.name
 
 
 def test_the_common_voice_archive_is_downloaded_once(mdc_flow):

@@ -114,7 +114,10 @@ def test_8bit_layers_compute_with_dequantized_weights_inside_the_block(embedded_
     layer = model.model.encoder.layers[0].fc1
     assert isinstance(layer, bnb.nn.Linear8bitLt)
     x = torch.randn(2, 50, layer.in_features, generator=torch.Generator().manual_seed(0))
-    weight = layer.weight.data.float() * layer.weight.SCB.float().unsqueeze(1) / 127
+    # bitsandbytes moves the row scales from the weight to the layer's state on its first
+    # forward pass; either place holds the same scales.
+    scales = layer.weight.SCB if layer.weight.SCB is not None else layer.state.SCB
+    weight = layer.weight.data.float() * scales.float().unsqueeze(1) / 127
     expected = torch.nn.functional.linear(x, weight, layer.bias.float())
     with torch.inference_mode():
         int8 = layer(x)
@@ -139,7 +142,18 @@ def test_8bit_transcripts_match_llm_int8s_on_clean_speech(embedded_8bit, monkeyp
 
     model, processor = embedded_8bit
     audios = [load_audio(path) for path in CLIPS[:4]]
+    switched = []
+
+    @contextlib.contextmanager
+    def counting(model):  # the real block, recording how many layers it switched
+        with real(model) as count:
+            switched.append(count)
+            yield count
+
+    real = helpers.transcribe.dequantized_8bit_on_cpu
+    monkeypatch.setattr(helpers.transcribe, "dequantized_8bit_on_cpu", counting)
     dequantized = transcribe_arrays(model, processor, audios)
+    assert switched and switched[0] > 0  # generate_ids decoded through the block
     monkeypatch.setattr(helpers.transcribe, "dequantized_8bit_on_cpu",
                         lambda model: contextlib.nullcontext())
     int8 = transcribe_arrays(model, processor, audios)

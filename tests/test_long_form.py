@@ -222,7 +222,7 @@ def test_window_steps_follow_the_last_closed_segment_and_never_creep(embedded):
     whose last segment is closed (two timestamps) moves to that segment's end; one ending on
     a single timestamp moves by the whole window; and one that gave no text (a model that
     opens with `<|0.00|><|0.02|>`) moves by the whole window, not 0.02 s (else 1,500
-    windows for 30 s of audio)."""
+    windows for 30 s of audio), while an empty segment closed at 12 s moves it to 12 s."""
     _, processor = embedded
     tokenizer = processor.tokenizer
     begin = tokenizer.convert_tokens_to_ids("<|0.00|>")
@@ -245,6 +245,8 @@ def test_window_steps_follow_the_last_closed_segment_and_never_creep(embedded):
     creeping = [([time(0), time(0.02)], 0.0, 0.02)]
     segments, advance, timestamped = read_window_segments(creeping, begin, 30.0, decode)
     assert (segments, advance, timestamped) == ([], 30.0, False)
+    silence_then_speech = [([time(0), time(12.0)], 0.0, 12.0)]  # speech may begin at 12 s
+    assert read_window_segments(silence_then_speech, begin, 30.0, decode)[:2] == ([], 12.0)
     untimed = [(words, 0.0, 30.0)]  # no timestamp at all: the whole window, not timestamped
     assert read_window_segments(untimed, begin, 30.0, decode)[1:] == (30.0, False)
 
