@@ -25,16 +25,17 @@ from datasets import Array2D, Dataset, Features, List, Value
 
 from helpers.audio import SAMPLE_RATE, load_audio
 
-KEEP_COLUMNS = ("audio", "sentence", "duration")  # carried along for display, not training
 # with timestamp_share > 0 (helpers.timestamps): a bool column saying which rows got timestamp
 # labels; kept so that a reader (and the tests) can see which ones did
 TIMESTAMP_COLUMN = "timestamps"
+# carried along for display, not training (each only when the dataset has it)
+KEEP_COLUMNS = ("audio", "sentence", "duration", TIMESTAMP_COLUMN)
 
 
 def _feature_schema(dataset: Dataset, processor) -> Features:
     """Output features: kept columns, mel_frames (frames x n_mels float32), mel_pad, labels."""
     extractor = processor.feature_extractor
-    schema = {name: dataset.features[name] for name in (*KEEP_COLUMNS, TIMESTAMP_COLUMN)
+    schema = {name: dataset.features[name] for name in KEEP_COLUMNS
               if name in dataset.features}
     schema["mel_frames"] = Array2D(shape=(None, extractor.feature_size), dtype="float32")
     schema["mel_pad"] = Value("float32")
@@ -161,7 +162,7 @@ def prepare_features(dataset: Dataset, processor, batch_size: int = 16,
     from helpers.timestamps import with_timestamp_flags
 
     dataset = with_timestamp_flags(dataset, timestamp_share, seed)
-    remove = [c for c in dataset.column_names if c not in (*KEEP_COLUMNS, TIMESTAMP_COLUMN)]
+    remove = [c for c in dataset.column_names if c not in KEEP_COLUMNS]
     return dataset.map(
         _features_batch, batched=True, batch_size=batch_size, num_proc=num_proc,
         fn_kwargs={"processor": processor, "max_label_tokens": max_label_tokens,

@@ -63,7 +63,7 @@ def stream_features(rows: Dataset, processor, seed: int = 42, shuffle_buffer: in
     as notebook 01 picks) given timestamp labels. The feature function is notebook 01's
     (`helpers.features`), so both paths give identical inputs.
     """
-    from helpers.features import KEEP_COLUMNS, TIMESTAMP_COLUMN, _feature_schema, _features_batch
+    from helpers.features import KEEP_COLUMNS, _feature_schema, _features_batch
     from helpers.timestamps import with_timestamp_flags
 
     missing = [c for c in ("audio", "sentence") if c not in rows.column_names]
@@ -73,7 +73,7 @@ def stream_features(rows: Dataset, processor, seed: int = 42, shuffle_buffer: in
     rows = with_timestamp_flags(rows, timestamp_share, seed)
     stream = rows.to_iterable_dataset(num_shards=max(1, min(num_shards, len(rows))))
     stream = stream.shuffle(seed=seed, buffer_size=shuffle_buffer)
-    remove = [c for c in rows.column_names if c not in (*KEEP_COLUMNS, TIMESTAMP_COLUMN)]
+    remove = [c for c in rows.column_names if c not in KEEP_COLUMNS]
     return stream.map(_features_batch, batched=True, batch_size=batch_size,
                       fn_kwargs={"processor": processor, "max_label_tokens": 448,
                                  "parent_pid": os.getpid()},

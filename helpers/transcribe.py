@@ -11,9 +11,9 @@ One JSON object per file goes to stdout, `{"path": ..., "text": ...}` for a clip
 longer file (Whisper's sequential long-form decoding over 30 s windows streamed from the
 file, `helpers.long_form.transcribe_long`) and, with --timestamps, for every file. A path
 that is missing or not audio gets a one-line error on stderr naming it, the others are
-still transcribed, and the exit status is 1. Decoding uses Whisper's temperature fallback against repetition loops
-(`decoding_arguments`); --no-fallback decodes greedily only. stderr shows the progress bar
-and errors, nothing else.
+still transcribed, and the exit status is 1. Decoding uses Whisper's temperature fallback
+against repetition loops (`decoding_arguments`); --no-fallback decodes greedily only.
+stderr shows the progress bar and errors, nothing else.
 """
 from __future__ import annotations
 
