@@ -7,6 +7,7 @@ from safetensors import safe_open
 from transformers import WhisperForConditionalGeneration
 
 from fixtures.tiny_runs import trained_embedded_run
+from fixtures.tolerances import assert_int8_words_close
 from helpers.adapters import attach_adapter
 from helpers.evaluate import predict, score
 from helpers.export import ct2_transcribe, main
@@ -74,8 +75,9 @@ def test_ct2_export_transcribes_with_the_adapter_models_wer(trained, tmp_path):
             "preprocessor_config.json"} <= names
     assert json.loads((out / "preprocessor_config.json").read_text())["feature_size"] == 80
     paths = [clip["path"] for clip in clips]
-    for compute_type in ("float32", "int8"):
-        wer = score(clips, ct2_transcribe(out, paths, compute_type=compute_type))
-        print("ct2", compute_type, wer, "adapter", adapter_wer)
-        assert wer["wer"] == pytest.approx(adapter_wer["wer"], abs=ONE_POINT), compute_type
+    float32 = score(clips, ct2_transcribe(out, paths, compute_type="float32"))
+    int8 = score(clips, ct2_transcribe(out, paths, compute_type="int8"))
+    print("ct2 float32", float32, "int8", int8, "adapter", adapter_wer)
+    assert float32["wer"] == pytest.approx(adapter_wer["wer"], abs=ONE_POINT)
+    assert_int8_words_close(int8, adapter_wer, clips)  # int8 kernels differ by CPU
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
