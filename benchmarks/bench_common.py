@@ -3,7 +3,7 @@
 Every result file is `benchmarks/results/<name>.json` with "benchmark", "settings",
 "environment" (versions, CPU count and `os.getloadavg()` before and after, so a reader can
 judge how busy the machine was) and "results". Workers are fresh Python processes so that
-each measurement's peak memory (helpers.process_memory) is its own.
+each measurement's peak memory (helpers.footprint.process_memory) is its own.
 """
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results"
-CORPUS = REPO / "data" / "cv-mini" / "en"
-DEMO_ADAPTER = REPO / "runs" / "demo" / "adapter"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from helpers.files import EMBEDDED_CORPUS, write_json_atomic  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+CORPUS = EMBEDDED_CORPUS
+DEMO_ADAPTER = REPO / "runs" / "demo" / "adapter"
 
 
 def environment() -> dict:
@@ -44,10 +47,7 @@ def write_result(out_dir: Path, name: str, settings: dict, results, started: flo
     data = {"benchmark": name, "settings": settings, "environment": env,
             "wall_seconds": round(time.perf_counter() - started, 1), "results": results}
     path = out_dir / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, data)
 
 
 def loadavg() -> list[float]:
@@ -84,7 +84,7 @@ def folder_bytes(folder: Path) -> int:
 def test_clips(count: int, split: str = "test") -> list[dict]:
     """The first `count` clips of a cv-mini split as {"path", "sentence", "duration"}."""
     from helpers.audio import audio_duration
-    from helpers.data import load_corpus
+    from helpers.data.corpora import load_corpus
 
     rows = load_corpus(str(CORPUS), split=split).select(range(count))
     return [{"path": r["audio"], "sentence": r["sentence"], "duration": audio_duration(r["audio"])}

@@ -6,12 +6,12 @@ here), resamples 48 -> 16 kHz with `librosa.resample` at its default `res_type`,
 Whisper feature extractor on that one clip and tokenizes the sentence; features stored as
 float32 (nested lists, as `datasets` infers them); then `save_to_disk`.
 
-Ours (helpers.prepare's path): load_corpus, filter_corpus (decode-checks every clip),
+Ours (helpers.data.prepare's path): load_corpus, filter_corpus (decode-checks every clip),
 prepare_features (batched map, soxr resampling, the STFT of the frames that see audio only
-and only those stored: helpers.features.mel_frames; `num_proc` workers), save_to_disk.
+and only those stored: helpers.data.features.mel_frames; `num_proc` workers), save_to_disk.
 
 Both run on the same clips with a warm file cache; the saved features are compared (ours
-rebuilt to 80 x 3000 by helpers.features.full_features, as the collator does; max absolute
+rebuilt to 80 x 3000 by helpers.data.features.full_features, as the collator does; max absolute
 difference, must be under FEATURE_TOLERANCE) and the labels must be equal.
 """
 from __future__ import annotations
@@ -57,9 +57,9 @@ def recipe_way(rows, processor, out_dir: Path) -> dict:
 
 def our_way(rows, processor, out_dir: Path, num_proc: int | None) -> dict:
     """Run our path (filter, batched features, save) into out_dir; returns seconds per stage."""
-    from helpers.data import filter_corpus
-    from helpers.features import prepare_features
-    from helpers.prepare import save_dataset_atomic
+    from helpers.data.filter import filter_corpus
+    from helpers.data.features import prepare_features
+    from helpers.data.prepare import save_dataset_atomic
 
     started = time.perf_counter()
     kept, report = filter_corpus(rows, processor.tokenizer)
@@ -78,7 +78,7 @@ def compare_saved(ours: Path, recipe: Path) -> dict:
     """Max |feature difference| and label equality between the two saved datasets."""
     from datasets import load_from_disk
 
-    from helpers.features import full_features
+    from helpers.data.features import full_features
 
     a, b = load_from_disk(str(ours)), load_from_disk(str(recipe))
     worst = 0.0
@@ -122,8 +122,8 @@ def warm_cache(paths: list[str]) -> None:
 
 def run(out_dir: Path, clips: int, num_proc: int | None = 2) -> Path:
     """Benchmark 2 on the first `clips` train clips -> out_dir/data_preparation.json."""
-    from helpers.data import load_corpus
-    from helpers.models import load_processor
+    from helpers.data.corpora import load_corpus
+    from helpers.model.load import load_processor
 
     started, load = time.perf_counter(), loadavg()
     processor = load_processor("embedded")

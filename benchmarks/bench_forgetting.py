@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import REPO, loadavg, write_result  # noqa: E402
+from bench_common import loadavg, write_result  # noqa: E402
+from helpers.files import EMBEDDED_CORPUS, EMBEDDED_HINDI_CORPUS  # noqa: E402
 
-HINDI = REPO / "data" / "cv-mini" / "hi"
-ENGLISH = REPO / "data" / "cv-mini" / "en"
+HINDI, ENGLISH = EMBEDDED_HINDI_CORPUS, EMBEDDED_CORPUS
 METHODS = {  # name: (base precision, LoRA?, learning rate)
     "lora_8bit": ("8bit", True, 1e-3),   # the recipe
     "lora_fp32": ("fp32", True, 1e-3),   # the recipe's LoRA on an unquantized base
@@ -47,7 +47,7 @@ MAX_NEW_TOKENS = 128  # the recipe's generation length
 
 def corpus_clips(corpus: Path, count: int, split: str = "test") -> list[dict]:
     """The first `count` clips of a cv-mini split as {"path", "sentence"}."""
-    from helpers.data import load_corpus
+    from helpers.data.corpora import load_corpus
 
     rows = load_corpus(str(corpus), split=split).select(range(count))
     return [{"path": row["audio"], "sentence": row["sentence"]} for row in rows]
@@ -55,8 +55,8 @@ def corpus_clips(corpus: Path, count: int, split: str = "test") -> list[dict]:
 
 def hindi_features(processor, clips: int):
     """Features + labels (with the Hindi prompt) of the first `clips` Hindi train clips."""
-    from helpers.data import load_corpus
-    from helpers.features import prepare_features
+    from helpers.data.corpora import load_corpus
+    from helpers.data.features import prepare_features
 
     rows = load_corpus(str(HINDI), split="train").select(range(clips))
     return prepare_features(rows, processor, batch_size=16)
@@ -64,13 +64,13 @@ def hindi_features(processor, clips: int):
 
 def load_for_method(source: str, method: str):
     """(model ready to train, processor): the base at the method's precision, prompted in
-    Hindi; LoRA by helpers.adapters.add_lora, or every weight trainable."""
+    Hindi; LoRA by helpers.model.adapters.add_lora, or every weight trainable."""
     from transformers import set_seed
 
-    from helpers.adapters import add_lora
+    from helpers.model.adapters import add_lora
     from helpers.config import make_config
-    from helpers.models import load_model
-    from helpers.training import process_device
+    from helpers.model.load import load_model
+    from helpers.train.trainer import process_device
 
     precision, lora, _ = METHODS[method]
     model, processor = load_model(source, precision=precision, language="hindi",
@@ -90,10 +90,10 @@ def train(model, processor, source: str, method: str, features, steps: int, batc
           workdir: Path) -> dict:
     """`steps` optimizer steps of batch `batch` on `features` with the project's Trainer;
     returns {"learning_rate", "train_seconds", "first_loss", "final_loss", "trainable_params"}."""
-    from helpers.adapters import parameter_counts
+    from helpers.model.adapters import parameter_counts
     from helpers.config import make_config
     from helpers.run import RunDir
-    from helpers.training import build_trainer
+    from helpers.train.trainer import build_trainer
 
     config = make_config("embedded-hindi", model=source, precision=METHODS[method][0],
                          batch_size=batch, max_steps=steps, learning_rate=METHODS[method][2],
@@ -113,8 +113,8 @@ def transcribe(model, processor, clips: list[dict], language: str, batch: int,
                max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
     """Greedy transcripts of `clips` in `language`, at most `max_new_tokens` tokens each."""
     from helpers.audio import load_audio
-    from helpers.forgetting import spoken_language
-    from helpers.transcribe import transcribe_arrays
+    from helpers.evaluate.forgetting import spoken_language
+    from helpers.transcribe.decode import transcribe_arrays
 
     texts = []
     with spoken_language(model, language):
@@ -125,8 +125,8 @@ def transcribe(model, processor, clips: list[dict], language: str, batch: int,
 
 
 def scored(clips: list[dict], texts: list[str]) -> dict:
-    """helpers.evaluate.score plus the script share of the transcripts."""
-    from helpers.evaluate import score
+    """helpers.evaluate.scoring.score plus the script share of the transcripts."""
+    from helpers.evaluate.scoring import score
     from helpers.metrics import script_share
 
     share = script_share([clip["sentence"] for clip in clips], texts)
@@ -136,8 +136,8 @@ def scored(clips: list[dict], texts: list[str]) -> dict:
 def measure(model, processor, hindi: list[dict], english: list[dict], batch: int = 8,
             max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
     """Hindi and English scores and language identification of one model, as it stands."""
-    from helpers.forgetting import detected_share
-    from helpers.training import generation_mode
+    from helpers.evaluate.forgetting import detected_share
+    from helpers.train.trainer import generation_mode
 
     with generation_mode(model):
         hindi_texts = transcribe(model, processor, hindi, "hindi", batch, max_new_tokens)
@@ -153,7 +153,7 @@ def measure(model, processor, hindi: list[dict], english: list[dict], batch: int
 
 def base_row(source: str, hindi: list[dict], english: list[dict], max_new_tokens: int) -> dict:
     """The untouched fp32 base, measured."""
-    from helpers.models import load_model
+    from helpers.model.load import load_model
 
     model, processor = load_model(source, precision="fp32", language="hindi")
     return {"precision": "fp32",
@@ -187,7 +187,7 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, hindi_clips: int = 24,
     model: a multilingual Whisper source (embedded-base; a tiny random one in the test,
     with a few max_new_tokens: a random model never stops before the limit).
     """
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     started, load = time.perf_counter(), loadavg()
     hindi, english = corpus_clips(HINDI, hindi_clips), corpus_clips(ENGLISH, english_clips)

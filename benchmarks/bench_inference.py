@@ -1,9 +1,9 @@
 """Benchmark 3: inference speed of a trained adapter, served three ways, on the same clips.
 
 - `8bit_adapter`: the 8-bit base + the LoRA adapter attached (PEFT), `generate` (greedy).
-- `merged_fp32`: the adapter merged into the fp32 base (helpers.export.merged_model).
+- `merged_fp32`: the adapter merged into the fp32 base (helpers.export.merge.merged_model).
 - `ct2_int8`, `ct2_float32`: the merged model converted for CTranslate2
-  (helpers.export.export_ct2, stored float32) and run with that compute type.
+  (helpers.export.ctranslate2.export_ct2, stored float32) and run with that compute type.
 
 All batched (batch 8), greedy, at most 128 new tokens, on the first N clips of cv-mini's
 test split. The transformers ways run on the GPU when there is one (the merged model is
@@ -27,7 +27,7 @@ BATCH = 8
 
 def timed(transcribe, clips: list[dict]) -> dict:
     """Run `transcribe(clips) -> texts` after a one-clip warm-up; speed and WER."""
-    from helpers.evaluate import score
+    from helpers.evaluate.scoring import score
 
     transcribe(clips[:1])
     started = time.perf_counter()
@@ -40,8 +40,8 @@ def timed(transcribe, clips: list[dict]) -> dict:
 
 
 def torch_way(load, clips: list[dict]) -> dict:
-    """Load with `load() -> (model, processor)`, then time helpers.evaluate.predict."""
-    from helpers.evaluate import predict
+    """Load with `load() -> (model, processor)`, then time helpers.evaluate.scoring.predict."""
+    from helpers.evaluate.scoring import predict
 
     started = time.perf_counter()
     model, processor = load()
@@ -54,8 +54,8 @@ def torch_way(load, clips: list[dict]) -> dict:
 
 def load_merged(adapter: Path):
     """(the adapter merged into the fp32 base, processor), on the GPU when there is one."""
-    from helpers.export import merged_model
-    from helpers.models import default_device
+    from helpers.export.merge import merged_model
+    from helpers.model.load import default_device
 
     model, processor = merged_model(adapter)
     return model.to(default_device()), processor
@@ -63,8 +63,8 @@ def load_merged(adapter: Path):
 
 def load_8bit_adapter(adapter: Path):
     """(8-bit base with the adapter attached, processor)."""
-    from helpers.adapters import attach_adapter
-    from helpers.models import load_model
+    from helpers.model.adapters import attach_adapter
+    from helpers.model.load import load_model
 
     model, processor = load_model("embedded", precision="8bit")
     return attach_adapter(model, adapter), processor
@@ -72,7 +72,8 @@ def load_8bit_adapter(adapter: Path):
 
 def ct2_ways(adapter: Path, clips: list[dict], workdir: Path) -> dict:
     """Export once (float32 storage), then time int8 and float32 compute."""
-    from helpers.export import ct2_transcribe, export_ct2, folder_bytes
+    from helpers.export.ctranslate2 import ct2_transcribe, export_ct2
+    from helpers.export.__main__ import folder_bytes
 
     started = time.perf_counter()
     folder = export_ct2(adapter, workdir / "ct2", quantization="float32")

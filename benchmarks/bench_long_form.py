@@ -6,15 +6,15 @@ recipe) tends to stop predicting them (transformers issue 30148). This benchmark
 embedded default (tiny.en, 8-bit base, the recipe's LoRA, data/cv-mini/en train, the
 `embedded` preset's 30 steps of batch 8, 5 warmup steps then constant, seed 42) once per
 TIMESTAMP_SHARE (0, the recipe, and each share asked for), each through the project's own
-stages (helpers.prepare.prepare_run_data, helpers.training.run_training). Then the base (no
+stages (helpers.data.prepare.prepare_run_data, helpers.train.trainer.run_training). Then the base (no
 adapter) and each adapter transcribe a long-form set made from data/cv-mini/en test
-(helpers.long_form.build_long_form_set: clips joined with pauses into 1-3 minute
-recordings, with the true start and end of each sentence) by helpers.long_form.transcribe_long
+(helpers.data.long_form.build_long_form_set: clips joined with pauses into 1-3 minute
+recordings, with the true start and end of each sentence) by helpers.transcribe.long_form.transcribe_long
 (Whisper's sequential long-form decoding with its temperature fallback), and each is scored:
 - WER of the whole recordings, the share of 30 s windows where the model emitted
   timestamps (closed a segment), and the mean absolute error of sentence start and end
   times, each true boundary against the nearest predicted segment boundary
-  (helpers.evaluate.score_long_form);
+  (helpers.evaluate.scoring.score_long_form);
 and, for comparison, WER on short test clips (one window each, no timestamps asked).
 
     python benchmarks/run.py --only long_form      # estimated at 15 minutes on 2 quiet CPU cores
@@ -55,7 +55,7 @@ def corpus_name(corpus: Path) -> str:
 
 def corpus_clips(corpus: Path, count: int, split: str = "test") -> list[dict]:
     """The first `count` clips of a corpus split as {"path", "sentence"}."""
-    from helpers.data import load_corpus
+    from helpers.data.corpora import load_corpus
 
     rows = load_corpus(str(corpus), split=split)
     rows = rows.select(range(min(count, len(rows))))
@@ -78,9 +78,9 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
     from datasets import load_from_disk
 
     from helpers.config import start_run
-    from helpers.models import load_processor
-    from helpers.prepare import prepare_run_data
-    from helpers.training import run_training
+    from helpers.model.load import load_processor
+    from helpers.data.prepare import prepare_run_data
+    from helpers.train.trainer import run_training
 
     run, config = start_run(row_name(share), "embedded", workdir, model=model,
                             corpus=str(corpus), precision=precision, timestamp_share=share,
@@ -100,8 +100,8 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
 def long_form_scores(model, processor, recordings: list[dict], **decode) -> dict:
     """Transcribe every recording with transcribe_long; WER, timestamp window share, sentence
     start/end MAE, seconds and real-time factor, and the first transcript's beginning."""
-    from helpers.evaluate import score_long_form
-    from helpers.long_form import transcribe_long
+    from helpers.evaluate.scoring import score_long_form
+    from helpers.transcribe.long_form import transcribe_long
 
     started = time.perf_counter()
     predictions = [transcribe_long(model, processor, rec["path"], **decode) for rec in recordings]
@@ -115,12 +115,12 @@ def long_form_scores(model, processor, recordings: list[dict], **decode) -> dict
 
 def short_clip_wer(model, processor, clips: list[dict], fallback: bool = True,
                    max_new_tokens: int | None = None) -> dict:
-    """helpers.evaluate.score (WER, CER, loops) of `clips` transcribed in one batch, one
+    """helpers.evaluate.scoring.score (WER, CER, loops) of `clips` transcribed in one batch, one
     window each, no timestamps asked (as notebook 05 does); at most `max_new_tokens` tokens
     (None: the recipe's 128)."""
     from helpers.audio import load_audio
-    from helpers.evaluate import score
-    from helpers.transcribe import MAX_NEW_TOKENS, transcribe_arrays
+    from helpers.evaluate.scoring import score
+    from helpers.transcribe.decode import MAX_NEW_TOKENS, transcribe_arrays
 
     audios = [load_audio(clip["path"]) for clip in clips]
     return score(clips, transcribe_arrays(model, processor, audios,
@@ -130,7 +130,7 @@ def short_clip_wer(model, processor, clips: list[dict], fallback: bool = True,
 def measure(model, processor, recordings: list[dict], clips: list[dict], **decode) -> dict:
     """{"long_form": long_form_scores, "short_clips": short_clip_wer} of one model;
     `decode`: transcribe_long's keywords (fallback, max_new_tokens), used for both."""
-    from helpers.training import generation_mode
+    from helpers.train.trainer import generation_mode
 
     with generation_mode(model):
         return {"long_form": long_form_scores(model, processor, recordings, **decode),
@@ -142,7 +142,7 @@ def measure(model, processor, recordings: list[dict], clips: list[dict], **decod
 def model_row(model_source: str, adapter: Path | None, recordings: list[dict],
               clips: list[dict], precision: str = "8bit", **decode) -> dict:
     """Load the base at `precision` (with `adapter` when given) and measure it."""
-    from helpers.transcribe import load_for_transcription
+    from helpers.model.adapters import load_for_transcription
 
     model, processor = load_for_transcription(model_source, str(adapter) if adapter else None,
                                               None, precision)
@@ -189,7 +189,7 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, shares=SHARES,
     `corpus` (train and test splits), `precision` (of the base trained on),
     `eval_precision` (of the base the adapters are measured on) and `decode` (transcribe_long's keywords,
     e.g. max_new_tokens) let the test run it on a tiny random model in a few minutes."""
-    from helpers.long_form import build_long_form_set
+    from helpers.data.long_form import build_long_form_set
 
     shares = sorted({0.0, *shares})
     started, load = time.perf_counter(), loadavg()
@@ -217,10 +217,10 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, shares=SHARES,
                                   "sentences": sum(len(r["sentences"]) for r in recs),
                                   "min_seconds": min_seconds, "max_seconds": max_seconds, "seed": 0},
                 "short_clips": len(clips),
-                "decoding": "helpers.long_form.transcribe_long, Whisper's temperature fallback"
+                "decoding": "helpers.transcribe.long_form.transcribe_long, Whisper's temperature fallback"
                             + (f", {decode}" if decode else ""),
                 "matching": "each true sentence start (end) to the nearest predicted segment "
-                            "start (end); helpers.evaluate.score_long_form"}
+                            "start (end); helpers.evaluate.scoring.score_long_form"}
     path = write_result(out_dir, "long_form", settings, results, started, load)
     long_form_chart(path)
     return path

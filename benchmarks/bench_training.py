@@ -1,7 +1,7 @@
 """Benchmark 1 (training methods) and 4 (memory versus batch size), on the embedded model.
 
 Methods, same batch, steps, data order and data: full fine-tuning fp32, LoRA on an fp32
-base, LoRA on an 8-bit base, LoRA on a 4-bit base (helpers.adapters.add_lora, the recipe's
+base, LoRA on an 8-bit base, LoRA on a 4-bit base (helpers.model.adapters.add_lora, the recipe's
 r=32/alpha=64 on q_proj,v_proj; gradient checkpointing for every method). Each method runs
 in its own process (run_worker) so that its peak resident memory (VmHWM, taken right
 after training, before any decoding) is its own. Per method: seconds per step (median of
@@ -58,10 +58,10 @@ def step_timer():
 
 
 def load_method_model(method: str):
-    """(model ready to train, processor) for `method`; LoRA via helpers.adapters.add_lora."""
-    from helpers.adapters import add_lora
-    from helpers.models import load_model
-    from helpers.training import process_device
+    """(model ready to train, processor) for `method`; LoRA via helpers.model.adapters.add_lora."""
+    from helpers.model.adapters import add_lora
+    from helpers.model.load import load_model
+    from helpers.train.trainer import process_device
 
     precision, lora, _ = METHODS[method]
     model, processor = load_model("embedded", precision=precision, device=process_device())
@@ -74,8 +74,8 @@ def load_method_model(method: str):
 
 def train_features(processor, clips: int):
     """Features + labels of the first `clips` clips of cv-mini's train split (in memory)."""
-    from helpers.data import load_corpus
-    from helpers.features import prepare_features
+    from helpers.data.corpora import load_corpus
+    from helpers.data.features import prepare_features
 
     rows = load_corpus(str(CORPUS), split="train").select(range(clips))
     return prepare_features(rows, processor, batch_size=16)
@@ -84,9 +84,9 @@ def train_features(processor, clips: int):
 def train_steps(model, processor, method: str, batch: int, steps: int, workdir: Path):
     """Train `steps` steps with the project's Trainer (helpers.training); returns step seconds."""
     from helpers.config import make_config
-    from helpers.process_memory import reset_peak_rss
+    from helpers.footprint.process_memory import reset_peak_rss
     from helpers.run import RunDir
-    from helpers.training import build_trainer
+    from helpers.train.trainer import build_trainer
 
     config = make_config("embedded", precision=METHODS[method][0], batch_size=batch,
                          max_steps=steps, learning_rate=METHODS[method][2],
@@ -102,7 +102,7 @@ def train_steps(model, processor, method: str, batch: int, steps: int, workdir: 
 
 def save_checkpoint(model, method: str, out_dir: Path) -> int:
     """Save what a checkpoint of `method` must hold (adapter, or all weights); returns bytes."""
-    from helpers.adapters import save_adapter
+    from helpers.model.adapters import save_adapter
 
     if METHODS[method][1]:
         save_adapter(model, out_dir, "embedded")
@@ -113,9 +113,9 @@ def save_checkpoint(model, method: str, out_dir: Path) -> int:
 
 def fp32_wer(model, method: str, checkpoint: Path, processor, clips: list[dict]) -> dict:
     """WER of the trained result decoded in fp32 (adapter attached to an fp32 base)."""
-    from helpers.adapters import attach_adapter
-    from helpers.models import load_model
-    from helpers.training import transcription_wer
+    from helpers.model.adapters import attach_adapter
+    from helpers.model.load import load_model
+    from helpers.train.trainer import transcription_wer
 
     if METHODS[method][1]:
         del model
@@ -126,9 +126,9 @@ def fp32_wer(model, method: str, checkpoint: Path, processor, clips: list[dict])
 
 def worker(args) -> dict:
     """One method in this process: train, measure, save, score; returns the measurement."""
-    from helpers.adapters import parameter_counts
-    from helpers.process_memory import peak_rss_bytes
-    from helpers.training import peak_memory_bytes
+    from helpers.model.adapters import parameter_counts
+    from helpers.footprint.process_memory import peak_rss_bytes
+    from helpers.train.trainer import peak_memory_bytes
 
     model, processor = load_method_model(args.method)
     trainable, total = parameter_counts(model)
@@ -154,8 +154,8 @@ def worker(args) -> dict:
 
 def base_wer(wer_clips: int) -> dict:
     """WER of the untrained fp32 base on the same clips (the starting point)."""
-    from helpers.models import load_model
-    from helpers.training import transcription_wer
+    from helpers.model.load import load_model
+    from helpers.train.trainer import transcription_wer
 
     model, processor = load_model("embedded", precision="fp32")
     return transcription_wer(model, processor, test_clips(wer_clips), batch_size=8)
@@ -190,7 +190,7 @@ def larger_architecture(model: str, batch_sizes: list[int]) -> dict:
     on 8-bit saves. Memory does not depend on weight values, so benchmarks/gpu_memory.py
     (CPU mode) trains `model` built with random weights on synthetic 30 s inputs, one fresh
     process per point, one step (AdamW state is made in it), reentrant checkpointing for both
-    methods; its rows carry helpers.memory_estimate's prediction. Returns
+    methods; its rows carry helpers.footprint.estimate's prediction. Returns
     {"model", "label_length", "full_fp32": rows, "lora_8bit": rows}.
     """
     import gpu_memory

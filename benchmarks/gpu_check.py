@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 import gpu_memory  # noqa: E402
+from helpers.files import write_json_atomic  # noqa: E402
 
 RESULT = REPO / "benchmarks" / "results" / "gpu_check.json"
 CAP = 15e9                      # a T4's usable memory, as the estimator's --gpu-memory 15GB
@@ -134,10 +135,7 @@ class Results:
         """Write the document (temp file + rename: a kill never leaves half a file)."""
         with self.lock:
             self.doc["wall_seconds"] = round(time.monotonic() - self.started, 1)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(json.dumps(self.doc, indent=2) + "\n")
-            tmp.replace(self.path)
+            write_json_atomic(self.path, self.doc)
 
 
 def library_versions() -> dict:
@@ -260,7 +258,7 @@ def tests_result(junit: Path, log: Path, seconds: float, timed_out: bool, return
 def pipeline_part(workdir: Path, smoke: bool) -> dict:
     """Notebooks 01-06 on a tiny random Whisper (8-bit, LoRA, fp16 on a GPU) into one run
     directory; progress written to workdir/pipeline.json after each notebook."""
-    from helpers.architectures import save_random_whisper
+    from helpers.model.architectures import save_random_whisper
     from helpers.demo import notebook_paths, run_notebook
     from helpers.run import RunDir
 
@@ -334,7 +332,7 @@ def series_key(method: str, checkpointing: str, capped: bool) -> str:
 def memory_part(results: Results, plan: Plan, source: str, model: str, device: str,
                 deadline: float) -> dict:
     """Every series of plan.series in order, one fresh worker per point, until the deadline."""
-    from helpers.footprint import count_footprint, lora_settings
+    from helpers.footprint.count import count_footprint, lora_settings
 
     lora = lora_settings("blog")
     report, counts = count_footprint(model, lora)

@@ -1,14 +1,14 @@
 """Measure the peak memory and step time of real Whisper training steps; compare with the estimate.
 
 Memory does not depend on weight values, so the named architecture is built with random
-weights (helpers.architectures; nothing is downloaded) and trained on synthetic 30 s inputs:
+weights (helpers.model.architectures; nothing is downloaded) and trained on synthetic 30 s inputs:
 full fine-tuning (fp16 autocast + GradScaler + fused AdamW, as the Trainer does with
 fp16=True), LoRA on an fp16 base, on an 8-bit base and on a 4-bit base
-(helpers.adapters.add_lora), at batch sizes doubling until the first out-of-memory. Each
+(helpers.model.adapters.add_lora), at batch sizes doubling until the first out-of-memory. Each
 point (method, checkpointing, batch size) runs in a fresh worker process, so a crash, a
 hang (killed at --timeout) or an out-of-memory costs that point only; on cuda the next
 worker is started while one measures, so its imports overlap. The results and
-helpers.memory_estimate's predictions go to benchmarks/results/gpu_memory_<model>.json.
+helpers.footprint.estimate's predictions go to benchmarks/results/gpu_memory_<model>.json.
 
     python benchmarks/gpu_memory.py --model large-v2                     # any CUDA GPU
     python benchmarks/gpu_memory.py --model large-v2 --cap 15GB          # behave like a 15 GB T4
@@ -16,7 +16,7 @@ helpers.memory_estimate's predictions go to benchmarks/results/gpu_memory_<model
         --methods lora_8bit --batch-sizes 2 8                          # process memory on CPU
 
 Gradient checkpointing defaults to what training uses in one process
-(helpers.adapters.checkpointing_kind: reentrant); `--checkpointing non-reentrant reentrant`
+(helpers.model.adapters.checkpointing_kind: reentrant); `--checkpointing non-reentrant reentrant`
 measures both.
 
 On cuda, per point: peak allocated/reserved (torch.cuda.max_memory_*) over the measured
@@ -26,7 +26,7 @@ difference less the allocator's current reservation is the CUDA context and othe
 outside PyTorch's allocator, and that plus the peak reservation is the device-level peak
 (`device_peak_bytes`). `--cap` limits the caching allocator with
 torch.cuda.set_per_process_memory_fraction so that context + reserved stays within it, as
-on a smaller card. On cpu: the peak RSS of the worker (VmHWM, helpers.process_memory; reset
+on a smaller card. On cpu: the peak RSS of the worker (VmHWM, helpers.footprint.process_memory; reset
 after loading and one warm-up step where Linux allows) and, with --track-tensors, the peak
 bytes of live tensors.
 """
@@ -44,9 +44,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from helpers.adapters import checkpointing_kind  # noqa: E402
-from helpers.memory_estimate import (CHECKPOINTING, CUDA_CONTEXT_BYTES, LABEL_LENGTH,  # noqa: E402
-                                     METHODS)
+from helpers.model.adapters import checkpointing_kind
+from helpers.footprint.estimate import CHECKPOINTING, CUDA_CONTEXT_BYTES, LABEL_LENGTH, METHODS
 
 PRECISION = {"full_fp16": "fp32", "lora_fp16": "fp16", "lora_8bit": "8bit", "lora_4bit": "4bit"}
 EMBEDDED = ("embedded", "embedded-base")
@@ -63,8 +62,8 @@ def load_for(method: str, source: str, device: str, lora, checkpointing: str):
     """The model of one method, ready to train: full (fp32 weights) or LoRA on fp16/8/4-bit."""
     from transformers import WhisperForConditionalGeneration
 
-    from helpers.adapters import add_lora
-    from helpers.models import load_model, precision_kwargs, release_checkpoint_mapping
+    from helpers.model.adapters import add_lora
+    from helpers.model.load import load_model, precision_kwargs, release_checkpoint_mapping
 
     precision = PRECISION[method]
     if source in EMBEDDED:
@@ -138,8 +137,8 @@ def measure_cpu(model, optimizer, spec: dict, batch_size: int) -> dict:
     """Peak RSS of `steps - 1` steps after a warm-up step (of the first step when steps is
     1), loading excluded where Linux lets us reset the peak; + the live tensor peak of one
     more step if asked."""
-    from helpers.footprint import LiveTensorBytes
-    from helpers.process_memory import peak_rss_bytes, reset_peak_rss, rss_parts
+    from helpers.footprint.measure import LiveTensorBytes
+    from helpers.footprint.process_memory import peak_rss_bytes, reset_peak_rss, rss_parts
 
     batch = synthetic_batch(model, batch_size, spec["label_length"], "cpu")
     if spec["steps"] > 1:      # warm-up: AdamW state appears
@@ -242,7 +241,7 @@ def worker(spec: dict) -> dict:
 
     import torch
 
-    from helpers.footprint import lora_settings
+    from helpers.footprint.count import lora_settings
 
     warnings.filterwarnings("ignore")
     device, batch_size = spec["device"], spec["batch_size"]
@@ -271,8 +270,8 @@ def prefetch_imports() -> None:
     import transformers  # noqa: F401
     from transformers import WhisperForConditionalGeneration  # noqa: F401
 
-    import helpers.adapters  # noqa: F401
-    import helpers.models  # noqa: F401
+    import helpers.model.adapters  # noqa: F401
+    import helpers.model.load  # noqa: F401
 
 
 def worker_main(arg: str) -> int:
@@ -369,7 +368,7 @@ def save_random_weights(model: str, folder: Path, device: str = "cpu", dtype: st
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    from helpers.architectures import whisper_config
+    from helpers.model.architectures import whisper_config
 
     torch.manual_seed(0)
     with torch.device(device):
@@ -391,7 +390,7 @@ def weights_source(model: str, workdir: Path, device: str = "cpu") -> str:
 def add_predictions(rows: list[dict], method: str, args, report: dict, counts: dict,
                     lora, checkpointing: str) -> None:
     """Put the estimator's prediction and its relative error on each measured row."""
-    from helpers.memory_estimate import estimate
+    from helpers.footprint.estimate import estimate
 
     key = "peak_allocated_bytes" if args.device == "cuda" else "peak_rss_bytes"
     for row in rows:
@@ -448,8 +447,8 @@ def method_spec(args, method: str, checkpointing: str, source: str) -> dict:
 
 def run(args) -> dict:
     """Measure every method x checkpointing x batch size; returns the results document."""
-    from helpers.footprint import count_footprint, lora_settings
-    from helpers.memory_estimate import parse_bytes
+    from helpers.footprint.count import count_footprint, lora_settings
+    from helpers.footprint.estimate import parse_bytes
 
     args.cap_bytes = parse_bytes(args.cap) if getattr(args, "cap", None) else None
     lora = lora_settings(args.preset, r=args.r, target_modules=args.target_modules)
@@ -494,8 +493,8 @@ def repredict(path: Path) -> dict:
     """Recompute the predictions in a results file with the current estimator (no training)."""
     from types import SimpleNamespace
 
-    from helpers.adapters import LoraSettings
-    from helpers.footprint import count_footprint
+    from helpers.config import LoraSettings
+    from helpers.footprint.count import count_footprint
 
     doc = json.loads(Path(path).read_text())
     lora = LoraSettings(**doc["lora"])

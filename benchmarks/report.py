@@ -181,8 +181,8 @@ def larger_model_lines(larger: dict) -> list[str]:
              f"{larger['label_length']} label tokens; {larger['steps']} step per fresh process, "
              f"{larger['checkpointing']} checkpointing). \"Mapped files\": resident pages of "
              "mapped files at the end of the step: the libraries (the quantized model's "
-             "checkpoint is no longer mapped: helpers.models.release_checkpoint_mapping). "
-             "\"Predicted\": helpers.memory_estimate's CPU RSS figure, whose allocator "
+             "checkpoint is no longer mapped: helpers.model.load.release_checkpoint_mapping). "
+             "\"Predicted\": helpers.footprint.estimate's CPU RSS figure, whose allocator "
              "constants were fitted on tiny.en only.", "",
              "| method | batch | peak RSS | of which mapped files | predicted | s/step |",
              "|---|---|---|---|---|---|"]
@@ -329,7 +329,7 @@ def long_form_section(data: dict) -> list[str]:
              f"batch {s['batch_size']}, seed {s['seed']}, the `{s['preset']}` preset's schedule), "
              f"then the base and each adapter (on the {s['eval_precision']} base) transcribe {lf['recordings']} long-form recordings "
              f"({', '.join(f'{x:.0f}' for x in lf['seconds'])} s; {lf['sentences']} sentences) "
-             f"made from {lf['corpus']} by `helpers.long_form.build_long_form_set`, and "
+             f"made from {lf['corpus']} by `helpers.data.long_form.build_long_form_set`, and "
              f"{s['short_clips']} short test clips. Decoding: {s['decoding']}. Boundary error: "
              f"{s['matching']}. {env_line(data)}.", "",
              "Training losses are not comparable across shares: timestamped labels hold other "
@@ -482,7 +482,7 @@ def gpu_section(doc: dict) -> list[str]:
                   f"{memory['steps']} steps per fresh process (the first a warm-up), under a cap of "
                   f"{gb(memory.get('cap_bytes'))} for context + reserved memory unless marked "
                   "\"no cap\". Device: what nvidia-smi shows for the process at its peak (reserved "
-                  "+ CUDA context). Predicted: helpers.memory_estimate's allocated figure.", "",
+                  "+ CUDA context). Predicted: helpers.footprint.estimate's allocated figure.", "",
                   "| method | checkpointing | batch | device | reserved | allocated | predicted | s/step |",
                   "|---|---|---|---|---|---|---|---|"]
         for key, rows in memory["series"].items():

@@ -35,18 +35,38 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, SILENCE_PEAK, AudioError,
-                           audio_duration, load_audio)
+from helpers.audio import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    SILENCE_PEAK,
+    WINDOW_SECONDS,
+    AudioError,
+    audio_duration,
+    load_audio,
+)
 from helpers.metrics import normalize_text
-from helpers.transcribe import MAX_SECONDS
 
 DEFAULT_ADAPTER = "runs/demo/adapter"  # what `make demo` trains
+
+
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 opens the page to the network
+
+
 DEFAULT_PORT = 7860         # gradio's usual port
-MAX_PAGE_SECONDS = MAX_SECONDS  # one Whisper window (30 s); longer audio is refused, not cut
+
+
+MAX_PAGE_SECONDS = WINDOW_SECONDS  # one Whisper window (30 s); longer audio is refused, not cut
+
+
 MAX_UPLOAD = "20mb"  # gradio refuses larger uploads (30 s of 48 kHz stereo float WAV: 11.5 MB)
+
+
 REQUIREMENTS_APP = Path(__file__).resolve().parent.parent / "requirements-app.txt"
+
+
 BASE_ONLY, FINETUNED_ONLY = "base only", "fine-tuned only"  # the diff's two labels
+
+
 FORMATS = ", ".join(ext.lstrip(".").upper() for ext in AUDIO_EXTENSIONS)
 
 
@@ -153,7 +173,7 @@ class PageModels:
     def __init__(self, model, processor, description: str = "", fallback: bool = True):
         if not hasattr(model, "disable_adapter"):
             raise ValueError("the page compares the base and the fine-tuned model: load an "
-                             "adapter onto the model (helpers.adapters.attach_adapter)")
+                             "adapter onto the model (helpers.model.adapters.attach_adapter)")
         self.model, self.processor, self.fallback = model, processor, fallback
         self.description = description  # e.g. "embedded + runs/demo/adapter", for the page
         self._lock = threading.Lock()
@@ -163,7 +183,7 @@ class PageModels:
              precision: str = "fp32") -> "PageModels":
         """Load the model and adapter as `python -m helpers.transcribe` does (same loader,
         same arguments): the base model recorded in the adapter unless `model_source`."""
-        from helpers.transcribe import load_for_transcription
+        from helpers.model.adapters import load_for_transcription
 
         model, processor = load_for_transcription(model_source, adapter, language, precision)
         base = model_source or _recorded_base(adapter)
@@ -171,7 +191,7 @@ class PageModels:
 
     def transcribe(self, audio: np.ndarray) -> Comparison:
         """Transcribe one 16 kHz clip with the adapter off, then on; each one timed."""
-        from helpers.transcribe import transcribe_arrays
+        from helpers.transcribe.decode import transcribe_arrays
 
         with self._lock:
             start = time.perf_counter()
@@ -185,7 +205,7 @@ class PageModels:
 
 def _recorded_base(adapter: str) -> str:
     """The base model an adapter names, or "?" when it cannot be read (for the page title)."""
-    from helpers.adapters import adapter_base_model
+    from helpers.model.adapters import adapter_base_model
 
     try:
         return adapter_base_model(adapter)

@@ -5,6 +5,8 @@ system library; soxr resamples. Every failure is an `AudioError` that names the 
 `inspect_audio` decodes a file once to find what a header cannot show: frames that do not
 decode, a file cut short (the header promises more audio than there is) and silence.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +15,17 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16_000  # Whisper's feature extractor expects 16 kHz input
+
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
 SILENCE_PEAK = 10 ** (-60 / 20)  # peak below -60 dBFS: no audible speech (about 0.001)
+
+
 TRUNCATED_FRACTION = 0.9  # fewer decoded frames than this share of the header's: cut short
+
+
 _HOW_TO_FIX = ("Re-encode it to one of " + ", ".join(AUDIO_EXTENSIONS)
                + " (e.g. `ffmpeg -i IN -ar 16000 OUT.wav`) or remove it from the corpus.")
 
@@ -118,3 +128,45 @@ def _header_frames(path: Path) -> int:
         return sf.info(str(path)).frames
     except (sf.SoundFileError, RuntimeError) as err:
         raise AudioError(f"{path}: cannot read the audio header ({err}). {_HOW_TO_FIX}") from err
+
+
+WINDOW_SECONDS = 30  # Whisper's input window
+
+
+WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
+
+
+# speech_bounds: 20 ms frames every 10 ms; a frame holds sound when its energy (averaged
+# over 30 ms against clicks) is within SPEECH_RANGE_DB of the loudest frame and
+# NOISE_MARGIN_DB above the noise floor (the 10th percentile of the frames' energies).
+FRAME_SECONDS, HOP_SECONDS = 0.02, 0.01
+
+
+SPEECH_RANGE_DB = 40.0
+
+
+NOISE_MARGIN_DB = 12.0
+
+
+# ------------------------------------------------------------------------ speech bounds
+def speech_bounds(audio: np.ndarray, sampling_rate: int = SAMPLE_RATE) -> tuple[float, float]:
+    """(start_s, end_s) of the sound in a clip: where its speech begins and ends, from its
+    energy (see SPEECH_RANGE_DB, NOISE_MARGIN_DB). Raises ValueError when the clip is
+    silent (loudest sample under -60 dBFS, `helpers.audio.SILENCE_PEAK`)."""
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if audio.size == 0 or float(np.abs(audio).max()) < SILENCE_PEAK:
+        raise ValueError("no sound in this audio (loudest sample under -60 dBFS); "
+                         "speech_bounds needs a clip with speech in it")
+    frame, hop = int(FRAME_SECONDS * sampling_rate), int(HOP_SECONDS * sampling_rate)
+    padded = np.pad(audio, (0, max(0, frame - audio.size)))
+    energy = (np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop] ** 2).mean(axis=1)
+    energy = np.convolve(energy, np.ones(3) / 3, mode="same")
+    level = 10 * np.log10(energy + 1e-12)
+    threshold = max(level.max() - SPEECH_RANGE_DB, np.percentile(level, 10) + NOISE_MARGIN_DB)
+    active = np.flatnonzero(level >= min(threshold, level.max()))
+    start = active[0] * hop / sampling_rate
+    end = min((active[-1] * hop + frame) / sampling_rate, audio.size / sampling_rate)
+    return round(float(start), 3), round(float(end), 3)
+
+
+

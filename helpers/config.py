@@ -18,8 +18,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from helpers.adapters import LoraSettings
-from helpers.run import REPO_ROOT
+from helpers.files import EMBEDDED_CORPUS, EMBEDDED_HINDI_CORPUS
+
+
+@dataclass
+class LoraSettings:
+    """The recipe's LoRA settings (r=32, alpha=64, dropout 0.05 on q_proj and v_proj)."""
+    r: int = 32                      # rank of the update matrices
+    alpha: int = 64                  # scaling: the update is multiplied by alpha / r
+    dropout: float = 0.05            # dropout on the LoRA branch input
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    bias: str = "none"               # train no biases: the adapter stays small
+
+    def to_peft(self):
+        """Return the equivalent `peft.LoraConfig`."""
+        from peft import LoraConfig
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), bias=self.bias)
 
 
 @dataclass
@@ -30,7 +45,7 @@ class RunConfig:
     language: str | None = None             # spoken language (multilingual models), e.g. "hindi"
     task: str = "transcribe"
     precision: str = "8bit"                 # base model precision: 8bit, 4bit, fp16, fp32
-    corpus: str = str(REPO_ROOT / "data" / "cv-mini" / "en")  # Common Voice locale dir, folder/CSV or Hub id
+    corpus: str = str(EMBEDDED_CORPUS)  # Common Voice locale dir, folder/CSV or Hub id
     corpus_config: str | None = None        # Hub datasets only: the configuration, e.g. a language code
     text_column: str | None = None          # Hub/CSV corpora: the transcript column (None: guess)
     train_splits: list[str] = field(default_factory=lambda: ["train"])
@@ -54,7 +69,7 @@ class RunConfig:
     decode_fallback: bool = True            # Whisper's temperature fallback against repetition loops (False: greedy only)
     seed: int = 42
     timestamp_share: float = 0.0            # share of training examples with timestamp labels (helpers/timestamps.py; 0 = the recipe)
-    # Added for training beyond the recipe (helpers/training.py, helpers/streaming.py):
+    # Added for training beyond the recipe (helpers/training.py, helpers/data/streaming.py):
     eval_steps: int | None = None           # WER by real transcription (generate) every N steps (None: never)
     eval_split: str = "dev"                 # the split transcribed during training (keep it out of train_splits)
     eval_max_clips: int = 32                # cap on those clips: generation is the slow part
@@ -77,6 +92,7 @@ class RunConfig:
 # another one, copy the id from the end of its page's address and set CORPUS = "mdc:<id>".
 CV_HINDI_MDC = "mdc:cmj8u3p7m00b1nxxbm34a993r"
 
+
 # The recipe on a free Colab T4 (REFERENCE.md): large-v2, 8-bit, batch 8, lr 1e-3,
 # warmup 50, 3 epochs over train+validation, fp16.
 BLOG = dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
@@ -88,6 +104,7 @@ BLOG = dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
             # clips, for the curve only: choosing a checkpoint on test would bias it.
             eval_steps=100, eval_split="test", eval_max_clips=64, keep_best_adapter=False,
             cell_timeout=None)  # training large-v2 takes hours in one cell
+
 
 PRESETS: dict[str, dict] = {
     "blog": BLOG,
@@ -128,7 +145,7 @@ PRESETS: dict[str, dict] = {
     # training clips), 24 of the 60 test clips, and no WER during training (notebook 05
     # measures the test clips).
     "embedded-hindi": dict(model="embedded-base", language="hindi", precision="8bit",
-                           corpus=str(REPO_ROOT / "data" / "cv-mini" / "hi"),
+                           corpus=str(EMBEDDED_HINDI_CORPUS),
                            train_splits=["train"], batch_size=8, learning_rate=1e-3,
                            warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=30,
                            logging_steps=5, save_steps=15, fp16=False,
@@ -181,7 +198,7 @@ def start_run(run_name: str = "demo", preset: str = "embedded", runs_root=None,
 def mount_corpus_storage(config: RunConfig) -> None:
     """Mount Google Drive when the run's corpus (or fetched corpora) lives there (Colab)."""
     from helpers.colab import ensure_drive
-    from helpers.corpora import corpus_storage
+    from helpers.files import corpus_storage
 
     ensure_drive(corpus_storage(config.corpus))
 

@@ -17,9 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.run import REPO_ROOT, RunDir
+from helpers.files import REPO_ROOT
+from helpers.run import RunDir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
 RUN_NAMES = {"embedded": "demo", "embedded-hindi": "demo-hindi"}  # default run per preset
 
 

@@ -6,6 +6,7 @@ share of transcribed letters written in the reference's script.
 which splits every Hindi or Marathi word into fragments and makes "normalized WER" meaningless
 there. Here only punctuation, symbols and separators become spaces.
 """
+
 import unicodedata
 import zlib
 from collections import Counter
@@ -13,10 +14,14 @@ from collections import Counter
 import jiwer
 
 APOSTROPHES = "'\u2019\u02bc"  # removed without a space: "don't" -> "dont" stays one word
+
+
 # A transcript is a repetition loop when zlib shrinks its UTF-8 bytes more than this
 # (OpenAI's decoder uses 2.4 on text for its fallback rule; ordinary sentences stay under
 # 1.6) ...
 LOOP_COMPRESSION_RATIO = 2.4
+
+
 # ... or when it is longer than twice its reference plus this many characters.
 LOOP_EXTRA_CHARS = 10
 

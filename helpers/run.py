@@ -24,11 +24,9 @@ Every file is written atomically: a killed process leaves the old file or none.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from helpers.files import REPO_ROOT, write_json_atomic, write_text_atomic
 
 
 class MissingStageError(FileNotFoundError):
@@ -78,7 +76,7 @@ class RunDir:
     def write_json(self, relative: str, data) -> Path:
         """Write JSON atomically; returns the path."""
         target = self.file(relative)
-        write_text_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(target, data)
         return target
 
     def read_json(self, relative: str, stage: str):
@@ -153,18 +151,3 @@ def resolve_runs_root(root: str | Path | None) -> Path:
     root = Path(root).expanduser()
     ensure_drive(root)
     return root
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temp file beside path, fsync, then rename over path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

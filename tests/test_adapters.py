@@ -4,8 +4,9 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from helpers.adapters import (ADAPTER_WEIGHTS, LoraSettings, adapter_base_model, add_lora,
-                              attach_adapter, parameter_counts, save_adapter)
+from helpers.config import LoraSettings
+from helpers.model.adapters import (ADAPTER_WEIGHTS, adapter_base_model, add_lora, attach_adapter,
+                                    parameter_counts, save_adapter)
 
 
 def tiny_whisper(d_model=64, layers=2, seed=0):
@@ -61,7 +62,7 @@ def test_missing_adapter_dir_is_named(tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "8bit"])
 @pytest.mark.parametrize("kind", ["reentrant", "non-reentrant"])
 def test_every_lora_weight_gets_a_gradient_under_checkpointing(tmp_path, precision, kind):
-    from helpers.models import load_model
+    from helpers.model.load import load_model
     from fixtures.tiny_runs import tiny_model_dir
 
     model, _ = load_model(str(tiny_model_dir(tmp_path / "tiny")), precision=precision)
@@ -77,7 +78,7 @@ def test_every_lora_weight_gets_a_gradient_under_checkpointing(tmp_path, precisi
 
 
 def test_auto_checkpointing_is_reentrant_alone_and_non_reentrant_under_ddp(monkeypatch):
-    from helpers.adapters import checkpointing_kind
+    from helpers.model.adapters import checkpointing_kind
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert checkpointing_kind() == "reentrant"

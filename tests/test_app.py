@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from fixtures.data_files import tone, write_audio
 from fixtures.page import embedded_adapter
-from helpers.app import (BASE_ONLY, FINETUNED_ONLY, MAX_PAGE_SECONDS, PageError, PageModels,
-                         check_audio, run_page, word_diff)
+from helpers.app import (BASE_ONLY, FINETUNED_ONLY, MAX_PAGE_SECONDS, PageError, PageModels, check_audio, run_page, word_diff)
 from helpers.audio import load_audio
 from helpers.metrics import normalize_text
 
@@ -102,7 +101,7 @@ def adapter(tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected(adapter):
     """The clip's transcripts by the adapter's model in this process: (adapter off, on)."""
-    from helpers.transcribe import transcribe_arrays
+    from helpers.transcribe.decode import transcribe_arrays
 
     _, model, processor = adapter
     audio = load_audio(CLIP)

@@ -17,12 +17,13 @@ import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from fixtures.data_files import tone, write_audio, write_cv_locale, write_tone
-from helpers import ct2, models
-from helpers.adapters import add_lora, attach_adapter, save_adapter
+from helpers.model import ct2, load as models
+from helpers.model.adapters import add_lora, attach_adapter, save_adapter
 from helpers.audio import SAMPLE_RATE, AudioError, load_audio
 from helpers.config import stage_config, start_run
-from helpers.data import DROP_REASONS, filter_corpus, load_common_voice
-from helpers.features import prepare_features
+from helpers.data.filter import DROP_REASONS, filter_corpus
+from helpers.data.corpora import load_common_voice
+from helpers.data.features import prepare_features
 from helpers.run import MissingStageError, RunDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,7 +185,7 @@ def test_nan_samples_are_dropped_as_unreadable(tmp_path, tokenizer):
 
 
 def test_silent_clip_is_dropped_as_silent(tmp_path, tokenizer):
-    from helpers.transcribe import transcribe_arrays
+    from helpers.transcribe.decode import transcribe_arrays
 
     write_audio(clip_path(tmp_path, "silence.mp3"), np.zeros(96_000, np.float32), 48_000)
     row = dropped_as(one_row(tmp_path, tokenizer, "silence.mp3")[1], "silent_audio")
@@ -299,7 +300,7 @@ def bad_corpus(root: Path) -> Path:
 
 
 def test_prepare_run_data_accounts_for_every_row(tmp_path, capfd):
-    from helpers.prepare import prepare_run_data
+    from helpers.data.prepare import prepare_run_data
 
     corpus = bad_corpus(tmp_path / "cv" / "en")
     run, config = start_run("bad", "embedded", tmp_path / "runs", corpus=str(corpus))

@@ -1,5 +1,5 @@
 """The blog-claims table reads measured values and says what kind of memory they are."""
-from helpers.claims import claims_table, memory_line, samples_per_second
+from helpers.notebook.claims import claims_table, memory_line, samples_per_second
 
 
 def test_claims_table_formats_measured_values():

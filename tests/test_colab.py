@@ -9,7 +9,8 @@ import pytest
 
 from helpers import colab
 from helpers.config import start_run
-from helpers.run import REPO_ROOT, RunDir, resolve_runs_root
+from helpers.files import REPO_ROOT
+from helpers.run import RunDir, resolve_runs_root
 
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import SMOKE_PARAMETERS
 from fixtures.colab_corpora import write_fleurs_parquet, write_mdc_archive
 from helpers.demo import declared_parameters, notebook_paths
-from helpers.run import REPO_ROOT
+from helpers.files import REPO_ROOT
 
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
 FAKE_KEY = "mdc_ColabFlowFakeKey_5f1e0c9a7b3d"
@@ -62,7 +62,7 @@ def new_runtime(folder: Path) -> dict:
 def run_colab_flow(base: Path, kind: str, notebooks: int = 6) -> dict:
     """Run the first `notebooks` of 01-06, each in its own runtime under the stand-in Colab;
     returns what a test reads."""
-    from helpers.models import cache_root
+    from helpers.model.load import cache_root
 
     drive, mount = base / "google-drive", base / "content" / "drive"
     drive.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""helpers.collator: padding, -100 masking and the decoder-start strip (issue 29973)."""
+"""helpers.train.collator: padding, -100 masking and the decoder-start strip (issue 29973)."""
 import numpy as np
 import pytest
 import torch
@@ -6,12 +6,12 @@ from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
 from fixtures.tolerances import assert_log_mel_close
-from helpers.collator import IGNORE_INDEX, SpeechSeq2SeqCollator
+from helpers.train.collator import IGNORE_INDEX, SpeechSeq2SeqCollator
 
 
 @pytest.fixture(scope="module")
 def processor():
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     return load_processor("embedded")
 
@@ -88,8 +88,8 @@ def test_feature_values_preserved_for_lists_arrays_and_tensors(processor, sot):
 
 
 def test_compact_rows_become_the_full_30_s_features(processor, sot):
-    """Rows as helpers.features stores them (mel_frames + mel_pad), mixed with a whole one."""
-    from helpers.features import log_mel, mel_frames
+    """Rows as helpers.data.features stores them (mel_frames + mel_pad), mixed with a whole one."""
+    from helpers.data.features import log_mel, mel_frames
 
     extractor = processor.feature_extractor
     clips = [np.sin(np.arange(n, dtype=np.float32) / 9) * 0.3 for n in (8_000, 40_000, 1_000)]

@@ -9,8 +9,10 @@ import pytest
 
 from fixtures.colab_corpora import (CV27_COLUMNS, CV27_EXTRA_FILES, MDC_RELEASE, write_cv27_locale,
                                     write_fleurs_parquet, write_mdc_archive)
-from helpers.corpora import (CorpusAccessError, fetch_mdc, load_fleurs, unpack_atomic)
-from helpers.data import corpus_kind, filter_corpus, load_common_voice, load_corpus
+from helpers.data.fetch import CorpusAccessError, fetch_mdc, unpack_atomic
+from helpers.data.corpora import load_fleurs
+from helpers.data.corpora import corpus_kind, load_common_voice, load_corpus
+from helpers.data.filter import filter_corpus
 
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
 FAKE_KEY = "mdc_FakeKeyForTests_0123456789abcdef"
@@ -24,7 +26,7 @@ def tsv_rows(path) -> int:
 
 @pytest.fixture
 def tokenizer():
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     return load_processor("embedded").tokenizer
 
@@ -109,7 +111,7 @@ def test_an_interrupted_unpack_leaves_nothing_a_later_run_trusts(mdc, monkeypatc
     monkeypatch.setenv("MDC_API_KEY", FAKE_KEY)
     target = mdc.root / f"mdc-{DATASET_ID}"
     # A run killed with SIGKILL while unpacking left a staging folder: it is not used.
-    staging = mdc.root / f".mdc-{DATASET_ID}.partial"
+    staging = mdc.root / f".mdc-{DATASET_ID}-k1ll3d"  # helpers.files.staging_dir's name
     (staging / "junk").mkdir(parents=True)
     # A run interrupted (KeyboardInterrupt, Colab's stop button) halfway through the members.
     original, calls = tarfile.TarFile.extract, []
@@ -124,6 +126,7 @@ def test_an_interrupted_unpack_leaves_nothing_a_later_run_trusts(mdc, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         fetch_mdc(f"mdc:{DATASET_ID}")
     assert not target.exists() and not staging.exists()
+    assert not list(mdc.root.glob(f".mdc-{DATASET_ID}-*"))  # the interrupted one is gone too
     monkeypatch.setattr(tarfile.TarFile, "extract", original)
     assert fetch_mdc(f"mdc:{DATASET_ID}") == target / MDC_RELEASE / "en"
     assert len(load_common_voice(target / MDC_RELEASE / "en", "train")) == 16

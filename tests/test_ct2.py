@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
-from helpers import ct2
+from helpers.model import ct2
 from helpers.audio import load_audio
-from helpers.models import embedded_source
+from helpers.model.load import embedded_source
 
 CV_MINI = Path(__file__).resolve().parents[1] / "data" / "cv-mini" / "en"
 

@@ -12,9 +12,8 @@ from datasets import Audio, Dataset
 
 from fixtures.data_files import write_cv_locale, write_metadata_csv, write_tone
 from helpers import data
-from helpers.data import (DROP_REASONS, corpus_kind, filter_corpus, hub_to_corpus,
-                          load_audio_folder, load_common_voice, load_corpus,
-                          load_hub_dataset)
+from helpers.data.filter import DROP_REASONS, filter_corpus
+from helpers.data.corpora import (corpus_kind, hub_to_corpus, load_audio_folder, load_common_voice, load_corpus, load_hub_dataset)
 
 REPO = Path(__file__).resolve().parents[1]
 QUOTED = ['He said "hello" to me.', '"Quoted at the start"', 'A 5" floppy, and \'single\'.']
@@ -22,7 +21,7 @@ QUOTED = ['He said "hello" to me.', '"Quoted at the start"', 'A 5" floppy, and \
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     return load_processor("embedded").tokenizer
 

@@ -12,8 +12,7 @@ import torch
 from fixtures.tiny_runs import tiny_model_dir
 from helpers.audio import load_audio
 from helpers.metrics import is_loop
-from helpers.transcribe import (FALLBACK_TEMPERATURES, decoding_arguments, generate_ids,
-                                transcribe_arrays)
+from helpers.transcribe.decode import (FALLBACK_TEMPERATURES, decoding_arguments, generate_ids, transcribe_arrays)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = sorted((ROOT / "data" / "cv-mini" / "en" / "clips").glob("*.mp3"))
@@ -22,7 +21,7 @@ CLIPS = sorted((ROOT / "data" / "cv-mini" / "en" / "clips").glob("*.mp3"))
 @pytest.fixture(scope="module")
 def looping_model(tmp_path_factory):
     """A tiny random Whisper (tiny.en's vocabulary): greedy decoding repeats itself."""
-    from helpers.models import load_model
+    from helpers.model.load import load_model
 
     return load_model(str(tiny_model_dir(tmp_path_factory.mktemp("tiny"))), precision="fp32")
 
@@ -67,7 +66,7 @@ def test_max_new_tokens_caps_the_generated_tokens(looping_model, audios, max_new
 
 def test_embedded_model_keeps_its_transcripts_on_clean_speech():
     """On speech the model handles, the guard changes nothing: greedy is accepted."""
-    from helpers.models import load_model
+    from helpers.model.load import load_model
 
     model, processor = load_model("embedded", precision="fp32")
     audio = [load_audio(CLIPS[0])]
@@ -95,7 +94,7 @@ def test_cli_no_fallback_flag(tmp_path):
 # ------------------------------------------------ 8-bit layers on a CPU at inference
 @pytest.fixture(scope="module")
 def embedded_8bit():
-    from helpers.models import load_model
+    from helpers.model.load import load_model
 
     return load_model("embedded", precision="8bit", device="cpu")
 
@@ -108,7 +107,7 @@ def test_8bit_layers_compute_with_dequantized_weights_inside_the_block(embedded_
     modes come back as they were."""
     import bitsandbytes as bnb
 
-    from helpers.models import dequantized_8bit_on_cpu
+    from helpers.model.load import dequantized_8bit_on_cpu
 
     model, _ = embedded_8bit
     layer = model.model.encoder.layers[0].fc1

@@ -4,7 +4,7 @@ from pathlib import Path
 import soundfile
 import numpy as np
 
-from helpers.explorer import TranscriptExplorer, word_diff_html
+from helpers.notebook.explorer import TranscriptExplorer, word_diff_html
 
 
 def test_word_diff_marks_substitutions_and_deletions():

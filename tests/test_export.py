@@ -8,10 +8,11 @@ from transformers import WhisperForConditionalGeneration
 
 from fixtures.tiny_runs import trained_embedded_run
 from fixtures.tolerances import assert_int8_words_close
-from helpers.adapters import attach_adapter
-from helpers.evaluate import predict, score
-from helpers.export import ct2_transcribe, main
-from helpers.models import load_model, load_processor
+from helpers.model.adapters import attach_adapter
+from helpers.evaluate.scoring import predict, score
+from helpers.export.ctranslate2 import ct2_transcribe
+from helpers.export.__main__ import main
+from helpers.model.load import load_model, load_processor
 
 ONE_POINT = 0.01
 

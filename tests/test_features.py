@@ -1,4 +1,4 @@
-"""helpers.features: log-mel features and labels through datasets.map, embedded processor."""
+"""helpers.data.features: log-mel features and labels through datasets.map, embedded processor."""
 import copy
 import os
 import signal
@@ -13,15 +13,16 @@ from datasets import Dataset
 from fixtures.data_files import tone, write_audio, write_cv_locale
 from fixtures.tolerances import assert_log_mel_close
 from helpers.audio import AudioError, load_audio
-from helpers.data import filter_corpus, load_common_voice
-from helpers.features import full_features, log_mel, mel_frames, prepare_features
+from helpers.data.filter import filter_corpus
+from helpers.data.corpora import load_common_voice
+from helpers.data.features import full_features, log_mel, mel_frames, prepare_features
 
 SENTENCES = ["The film was much better.", 'He said "hi".', "Three", "Four clips in all."]
 
 
 @pytest.fixture(scope="module")
 def processor():
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     return load_processor("embedded")
 
@@ -130,8 +131,8 @@ import sys
 sys.path[:0] = [{repo!r}, {tests!r}]
 from fixtures.data_files import write_cv_locale
 from helpers.data import load_common_voice
-from helpers.features import full_features, log_mel, mel_frames, prepare_features
-from helpers.models import load_processor
+from helpers.data.features import full_features, log_mel, mel_frames, prepare_features
+from helpers.model.load import load_processor
 processor = load_processor("embedded")
 rows = [{{"path": f"c{{i}}.wav", "sentence": "two words"}} for i in range(4)]
 ds = load_common_voice(write_cv_locale({tmp!r}, rows), "train")

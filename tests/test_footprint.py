@@ -1,8 +1,8 @@
-"""helpers.footprint / helpers.architectures: parameter counts and adapter file sizes, offline.
+"""helpers.footprint / helpers.model.architectures: parameter counts and adapter file sizes, offline.
 
 The counts come from models built on the meta device; they are checked against the
 recipe's published LoRA printout, the Hub's parameter counts, the packaged real models,
-and real adapter files saved by helpers.adapters.save_adapter.
+and real adapter files saved by helpers.model.adapters.save_adapter.
 """
 import json
 import os
@@ -17,9 +17,9 @@ import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from helpers import footprint
-from helpers.adapters import ADAPTER_WEIGHTS, LoraSettings, add_lora, save_adapter
-from helpers.architectures import (ARCHITECTURES, arch_from_config, arch_name, meta_model,
-                                   whisper_config)
+from helpers.config import LoraSettings
+from helpers.model.adapters import ADAPTER_WEIGHTS, add_lora, save_adapter
+from helpers.model.architectures import (ARCHITECTURES, arch_from_config, arch_name, meta_model, whisper_config)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,8 +71,8 @@ def test_table_differences_are_exact():
 
 @pytest.mark.parametrize("source, name", [("embedded", "tiny.en"), ("embedded-base", "base")])
 def test_table_matches_the_packaged_models(source, name):
-    from helpers import ct2
-    from helpers.models import embedded_source
+    from helpers.model import ct2
+    from helpers.model.load import embedded_source
 
     src = embedded_source(source)  # both packages are in requirements-dev.txt
     config = ct2.whisper_config_from_ct2(ct2.read_model_bin(src.model_bin, dequantize=False))
@@ -101,7 +101,7 @@ def tiny_config_dir(path: Path) -> Path:
 
 
 def saved_adapter(config_dir: Path, lora: LoraSettings, out: Path, half=False) -> Path:
-    """Save a real adapter (helpers.adapters.save_adapter) of the model in config_dir."""
+    """Save a real adapter (helpers.model.adapters.save_adapter) of the model in config_dir."""
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(WhisperConfig.from_pretrained(config_dir))
     peft_model = add_lora(model, lora, gradient_checkpointing=False)
@@ -131,7 +131,7 @@ def test_adapter_bytes_equal_a_saved_adapter(tmp_path, lora):
 
 
 def test_adapter_bytes_equal_an_embedded_adapter(tmp_path):
-    from helpers.models import load_model
+    from helpers.model.load import load_model
 
     lora = footprint.lora_settings("blog")
     model, _ = load_model("embedded", precision="fp32", device="cpu")

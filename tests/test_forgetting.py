@@ -1,4 +1,4 @@
-"""helpers.forgetting (notebook 06's English check) on a tiny random-weight multilingual Whisper."""
+"""helpers.evaluate.forgetting (notebook 06's English check) on a tiny random-weight multilingual Whisper."""
 from pathlib import Path
 
 import pytest
@@ -6,15 +6,16 @@ import torch
 from fixtures.data_files import cv_mini_test_rows
 from fixtures.tiny_runs import tiny_multilingual_dir
 
-from helpers import forgetting
-from helpers.adapters import add_lora, save_adapter
+from helpers.evaluate import forgetting
+from helpers.model.adapters import add_lora, save_adapter
 from helpers.audio import load_audio
 from helpers.config import make_config
-from helpers.models import load_model
+from helpers.model.load import load_model
 from helpers.run import RunDir
+from helpers.files import EMBEDDED_CORPUS
 
 SOT, EN, HI, TRANSCRIBE, NOTIMESTAMPS = 50258, 50259, 50276, 50359, 50363
-EN_CLIPS = Path(forgetting.ENGLISH_CORPUS) / "clips"
+EN_CLIPS = Path(EMBEDDED_CORPUS) / "clips"
 
 
 @pytest.fixture(scope="module")

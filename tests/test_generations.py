@@ -55,17 +55,18 @@ def generation(request, tmp_path_factory) -> Generation:
 
 @pytest.fixture(scope="module")
 def processor(generation):
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     return load_processor(str(generation.model), language=LANGUAGE[generation.name])
 
 
 def train_features(generation: Generation):
-    """helpers.features.prepare_features of the first TRAIN_CLIPS cv-mini training clips,
+    """helpers.data.features.prepare_features of the first TRAIN_CLIPS cv-mini training clips,
     with the generation's processor (what notebook 01 saves, without reading every split)."""
-    from helpers.data import filter_corpus, load_corpus
-    from helpers.features import prepare_features
-    from helpers.models import load_processor
+    from helpers.data.filter import filter_corpus
+    from helpers.data.corpora import load_corpus
+    from helpers.data.features import prepare_features
+    from helpers.model.load import load_processor
 
     processor = load_processor(str(generation.model), language=LANGUAGE[generation.name])
     rows = load_corpus(str(CV_MINI), split="train").select(range(TRAIN_CLIPS))
@@ -78,11 +79,11 @@ _RUNS: dict = {}
 
 def trained_run(generation: Generation, precision: str):
     """(run, config, metrics): the tiny model trained 2 LoRA steps on a `precision` base by
-    helpers.training.run_training, on TRAIN_CLIPS cv-mini clips; made once per generation
+    helpers.train.trainer.run_training, on TRAIN_CLIPS cv-mini clips; made once per generation
     and precision. The 8-bit run computes the features, the others copy them."""
     from helpers.config import start_run
-    from helpers.prepare import save_dataset_atomic
-    from helpers.training import run_training
+    from helpers.data.prepare import save_dataset_atomic
+    from helpers.train.trainer import run_training
 
     key = (str(generation.root), precision)
     if key not in _RUNS:
@@ -109,7 +110,7 @@ def cv_mini_clips(count: int = 2) -> list[Path]:
 def test_model_and_processor_have_the_generations_shapes(generation, processor):
     from transformers import WhisperConfig
 
-    from helpers.models import is_multilingual
+    from helpers.model.load import is_multilingual
 
     config = WhisperConfig.from_pretrained(generation.model)
     assert (config.num_mel_bins, config.vocab_size) == (generation.mels, generation.vocab)
@@ -128,7 +129,7 @@ def test_model_and_processor_have_the_generations_shapes(generation, processor):
 
 @pytest.mark.parametrize("samples", [400, 16_000, 80_000])
 def test_compact_features_equal_the_extractors(generation, processor, samples):
-    from helpers.features import full_features, mel_frames
+    from helpers.data.features import full_features, mel_frames
 
     audio = (0.1 * np.random.default_rng(samples).standard_normal(samples)).astype(np.float32)
     extractor = processor.feature_extractor
@@ -142,7 +143,7 @@ def test_stored_features_and_collated_batch(generation, processor):
     from datasets import load_from_disk
 
     from helpers.audio import load_audio
-    from helpers.collator import SpeechSeq2SeqCollator
+    from helpers.train.collator import SpeechSeq2SeqCollator
 
     run, config, _ = trained_run(generation, "8bit")
     stored = load_from_disk(str(run.features_dir("train")))   # rows as the Trainer gets them
@@ -166,7 +167,7 @@ def test_stored_features_and_collated_batch(generation, processor):
 def test_lora_trains_on_a_quantized_base(generation, precision):
     from safetensors import safe_open
 
-    from helpers.adapters import adapter_base_model
+    from helpers.model.adapters import adapter_base_model
 
     run, _, metrics = trained_run(generation, precision)
     assert metrics["train_steps"] == 2 and math.isfinite(metrics["final_loss"])
@@ -182,7 +183,7 @@ def test_lora_trains_on_a_quantized_base(generation, precision):
 @pytest.fixture(scope="module")
 def merged(generation):
     """The 8-bit run's adapter merged into its fp32 base by `python -m helpers.export`."""
-    from helpers.export import main
+    from helpers.export.__main__ import main
 
     run, _, _ = trained_run(generation, "8bit")
     out = generation.root / "exports" / "merged"
@@ -201,8 +202,8 @@ def features_of(processor, paths) -> torch.Tensor:
 def test_merged_model_is_the_base_plus_adapter(generation, processor, merged):
     from transformers import WhisperForConditionalGeneration
 
-    from helpers.adapters import attach_adapter
-    from helpers.models import load_model
+    from helpers.model.adapters import attach_adapter
+    from helpers.model.load import load_model
 
     config = json.loads((merged / "config.json").read_text())
     assert (config["num_mel_bins"], config["vocab_size"]) == (generation.mels, generation.vocab)
@@ -224,7 +225,7 @@ def test_merged_model_is_the_base_plus_adapter(generation, processor, merged):
 @pytest.fixture(scope="module")
 def ct2_export(generation):
     """The 8-bit run's adapter exported for CTranslate2 (float32 weights)."""
-    from helpers.export import main
+    from helpers.export.__main__ import main
 
     run, _, _ = trained_run(generation, "8bit")
     out = generation.root / "exports" / "ct2"
@@ -291,10 +292,10 @@ def test_ct2_logits_equal_the_merged_models(generation, processor, merged, ct2_e
 
 def test_ct2_export_loads_back_as_the_same_model(generation, processor, merged, ct2_export,
                                                  monkeypatch, tmp_path):
-    """helpers.models reads the CTranslate2 folder back (helpers.ct2): same shapes, ids, logits."""
+    """helpers.model.load reads the CTranslate2 folder back (helpers.ct2): same shapes, ids, logits."""
     from transformers import WhisperForConditionalGeneration
 
-    from helpers.models import CACHE_ENV, load_model
+    from helpers.model.load import CACHE_ENV, load_model
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "converted"))
     model, loaded = load_model(str(ct2_export), precision="fp32", device="cpu")
@@ -322,8 +323,8 @@ def test_transcribe_command_with_the_adapter(generation, ct2_export, capsys):
     token large-v3 added, for the 128-bin model). Its greedy texts equal those of the
     CTranslate2 export of the same adapter: another implementation (merged weights, C++
     decoder) whose logits agree to 1e-6 (test above); random weights write 128 tokens."""
-    from helpers.export import ct2_transcribe
-    from helpers.transcribe import main
+    from helpers.export.ctranslate2 import ct2_transcribe
+    from helpers.transcribe.__main__ import main
 
     run, _, _ = trained_run(generation, "8bit")
     paths = cv_mini_clips()

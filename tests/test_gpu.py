@@ -18,11 +18,10 @@ import torch
 from safetensors import safe_open
 
 from fixtures.tiny_runs import prepared_run, tiny_model_dir
-from helpers.adapters import attach_adapter, trainable_dtype_summary
-from helpers.models import load_model
+from helpers.model.adapters import attach_adapter, trainable_dtype_summary
+from helpers.model.load import load_model
 from helpers.run import RunDir
-from helpers.training import (build_trainer, eval_clips, finish_training, load_training_model,
-                              loss_history, run_training, train, training_dataset)
+from helpers.train.trainer import (build_trainer, eval_clips, finish_training, load_training_model, loss_history, run_training, train, training_dataset)
 
 pytestmark = pytest.mark.gpu
 ON_CUDA = torch.cuda.is_available()
@@ -189,7 +188,7 @@ def test_adapter_saved_from_cuda_reloads_to_the_same_model(trained):
 def test_merged_export_of_a_cuda_trained_adapter(trained, tmp_path):
     from transformers import WhisperForConditionalGeneration
 
-    from helpers.export import export_merged
+    from helpers.export.merge import export_merged
 
     run, config, trainer, dataset, _, _ = trained
     out = export_merged(run.adapter_dir, tmp_path / "merged")
@@ -203,7 +202,7 @@ def test_merged_export_of_a_cuda_trained_adapter(trained, tmp_path):
 
 
 def test_transcribe_command_runs_on_the_gpu(trained, capsys):
-    from helpers.transcribe import main
+    from helpers.transcribe.__main__ import main
 
     run, config, _, _, _, _ = trained
     clips = [clip["path"] for clip in run.read_jsonl("test_clips.jsonl", "01")[:2]]

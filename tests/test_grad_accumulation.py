@@ -1,5 +1,5 @@
 """Gradient accumulation: batch 8 and batch 4 x 2 accumulated log the same loss and take the
-same step on the same 8 clips (helpers.training.SpeechTrainer divides the loss)."""
+same step on the same 8 clips (helpers.train.trainer.SpeechTrainer divides the loss)."""
 from dataclasses import replace
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 from datasets import load_from_disk
 
 from fixtures.tiny_runs import prepared_run, tiny_model_dir
-from helpers.training import build_trainer, load_training_model
+from helpers.train.trainer import build_trainer, load_training_model
 
 
 def equal_length_labels(dataset):

@@ -11,9 +11,10 @@ import warnings
 import pytest
 import torch
 
-from helpers import memory_estimate as me
-from helpers.architectures import ARCHITECTURES
-from helpers.footprint import count_footprint, lora_settings, main
+from helpers.footprint import estimate as me
+from helpers.model.architectures import ARCHITECTURES
+from helpers.footprint.count import count_footprint, lora_settings
+from helpers.footprint.__main__ import main
 
 D, F = 1280, 5120                 # large-v2/v3/turbo width and feed-forward width
 TEXT_POSITIONS, FRAMES = 448, 1500
@@ -147,9 +148,9 @@ def test_an_fp16_base_trains_in_fp32_on_a_cpu(tmp_path):
     """The preset's precision on a CPU: fp32 with a warning, and a LoRA step runs (a float16
     base would fail at its first convolution on float32 features)."""
     from fixtures.generations import tiny_generation_dir
-    from helpers.collator import SpeechSeq2SeqCollator
+    from helpers.train.collator import SpeechSeq2SeqCollator
     from helpers.config import make_config
-    from helpers.training import check_training_config, load_training_model
+    from helpers.train.trainer import check_training_config, load_training_model
 
     model_dir = tiny_generation_dir(tmp_path / "tiny-v3", "mel128", d_model=32, layers=1)
     config = make_config("blog-v3-turbo", model=str(model_dir), language="english")

@@ -14,11 +14,11 @@ import soundfile as sf
 import torch
 
 from helpers.audio import SAMPLE_RATE, load_audio
-from helpers.evaluate import score_long_form
-from helpers.long_form import (LONG_FORM_MAX_NEW_TOKENS, MANIFEST, WINDOW_SAMPLES, WindowReader,
-                               build_long_form_from_clips, build_long_form_set,
-                               read_long_form_set, read_window_segments, speech_bounds,
-                               transcribe_any, transcribe_long)
+from helpers.evaluate.scoring import score_long_form
+from helpers.transcribe.long_form import (LONG_FORM_MAX_NEW_TOKENS, WindowReader, read_window_segments, transcribe_long)
+from helpers.data.long_form import (MANIFEST, build_long_form_from_clips, build_long_form_set, read_long_form_set)
+from helpers.audio import WINDOW_SAMPLES, speech_bounds
+from helpers.transcribe.__main__ import transcribe_any
 from helpers.metrics import error_rates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +163,7 @@ def test_window_reader_streams_what_load_audio_reads(tmp_path):
 # -------------------------------------------------------------- decoding (tiny.en)
 @pytest.fixture(scope="module")
 def embedded():
-    from helpers.models import load_model
+    from helpers.model.load import load_model
 
     return load_model("embedded", precision="fp32")
 
@@ -179,7 +179,7 @@ def test_streamed_decoding_matches_transformers_long_form(embedded, one_minute):
     """transcribe_long vs transformers' generate on the whole recording's log-mel (attention
     mask, return_timestamps, the same fallback rules and token cap): nearly the same text
     (MAX_STREAM_VS_TRANSFORMERS_WER), and both near the reference."""
-    from helpers.transcribe import decoding_arguments
+    from helpers.transcribe.decode import decoding_arguments
 
     model, processor = embedded
     ours = transcribe_long(model, processor, one_minute["path"])

@@ -1,8 +1,8 @@
-"""Timestamp scores of long-form transcripts (helpers.evaluate.score_long_form): windows with
+"""Timestamp scores of long-form transcripts (helpers.evaluate.scoring.score_long_form): windows with
 timestamps and sentence start/end errors, on hand-computed cases."""
 import pytest
 
-from helpers.evaluate import score_long_form
+from helpers.evaluate.scoring import score_long_form
 
 
 def recording(name, *sentences):

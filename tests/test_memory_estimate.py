@@ -1,6 +1,6 @@
-"""helpers.memory_estimate against real training steps on the CPU.
+"""helpers.footprint.estimate against real training steps on the CPU.
 
-Two levels: the tensors a step keeps (counted by helpers.footprint.LiveTensorBytes on a
+Two levels: the tensors a step keeps (counted by helpers.footprint.measure.LiveTensorBytes on a
 small random Whisper, no calibration involved) and the peak RSS of the embedded tiny.en
 training with LoRA on 8 bits at batch 2 and 8 (benchmarks/gpu_memory.py --device cpu).
 """
@@ -16,8 +16,9 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from helpers import memory_estimate as me
-from helpers.footprint import LiveTensorBytes, count_footprint, lora_settings
+from helpers.footprint import estimate as me
+from helpers.footprint.measure import LiveTensorBytes
+from helpers.footprint.count import count_footprint, lora_settings
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARK = REPO / "benchmarks" / "gpu_memory.py"

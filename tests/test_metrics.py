@@ -185,7 +185,8 @@ def test_script_mix_shares_sum_to_one():
 
 
 def test_compare_predictions_and_table_carry_the_script_share():
-    from helpers.evaluate import compare_predictions, comparison_table, script_table
+    from helpers.evaluate.scoring import compare_predictions
+    from helpers.evaluate.tables import comparison_table, script_table
 
     rows = [{"path": "a.mp3", "reference": MIXED_REFERENCE, "base": MIXED_PREDICTION,
              "finetuned": MIXED_REFERENCE},

@@ -1,4 +1,4 @@
-"""helpers.models: sources, processors, precisions, languages, the conversion cache."""
+"""helpers.model.load: sources, processors, precisions, languages, the conversion cache."""
 import json
 import shutil
 import warnings
@@ -13,7 +13,7 @@ import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
-from helpers import ct2, models
+from helpers.model import ct2, load as models
 from helpers.audio import load_audio
 
 CV_MINI = Path(__file__).resolve().parents[1] / "data" / "cv-mini" / "en"

@@ -1,14 +1,14 @@
-"""helpers.process_memory: a worker's peak RSS is its own, resettable, and split anon/file."""
+"""helpers.footprint.process_memory: a worker's peak RSS is its own, resettable, and split anon/file."""
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers.process_memory import peak_rss_bytes, reset_peak_rss, rss_parts
+from helpers.footprint.process_memory import peak_rss_bytes, reset_peak_rss, rss_parts
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20
 CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
-         "from helpers.process_memory import peak_rss_bytes; print(peak_rss_bytes())")
+         "from helpers.footprint.process_memory import peak_rss_bytes; print(peak_rss_bytes())")
 
 
 def test_a_child_of_a_big_process_reports_its_own_peak():

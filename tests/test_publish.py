@@ -19,7 +19,7 @@ from fixtures.hub_cache import cache_folder, cache_repo
 from fixtures.hub_standin import StandInHfApi
 from fixtures.tiny_runs import trained_embedded_run
 from helpers import publish
-from helpers.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, resolve_adapter
+from helpers.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, resolve_adapter
 from helpers.run import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +51,9 @@ def trained(tmp_path_factory):
 def evaluated(trained, tmp_path_factory):
     """A copy of the trained run whose test clips were transcribed with the adapter off and
     on, and scored, by the functions notebooks 05 and 06 call. Returns the RunDir."""
-    from helpers.adapters import attach_adapter
-    from helpers.evaluate import compare_predictions, predict
-    from helpers.models import load_model
+    from helpers.model.adapters import attach_adapter
+    from helpers.evaluate.scoring import compare_predictions, predict
+    from helpers.model.load import load_model
 
     source, config = trained
     run = copy_run(source, tmp_path_factory.mktemp("published"), "cardrun")
@@ -244,7 +244,7 @@ def test_the_card_s_peft_instructions_load_the_adapter_by_id(evaluated, hub_cach
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from helpers.models import load_model
+    from helpers.model.load import load_model
 
     cache_folder(hub_cache, REPO, evaluated.adapter_dir)
     model, _ = load_model("embedded", precision="fp32")
@@ -282,7 +282,7 @@ def test_resolving_a_hub_id_revision_and_what_is_refused(evaluated, hub_cache, t
 
 
 def test_the_command_line_names_an_unknown_hub_id(hub_cache, capsys):
-    from helpers.transcribe import main
+    from helpers.transcribe.__main__ import main
 
     clip = sorted((ROOT / "data" / "cv-mini" / "en" / "clips").glob("*.mp3"))[0]
     assert main(["--adapter", "nobody/nothing", str(clip)]) == 2

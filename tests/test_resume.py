@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from fixtures.tiny_runs import prepared_run, tiny_model_dir
-from helpers.run import REPO_ROOT, RunDir
-from helpers.training import (CHECKPOINT_FILES, is_complete_checkpoint, last_complete_checkpoint,
-                              prepare_output, remove_partial_files)
+from helpers.files import REPO_ROOT
+from helpers.run import RunDir
+from helpers.train.checkpoints import (CHECKPOINT_FILES, is_complete_checkpoint, last_complete_checkpoint, prepare_output, remove_partial_files)
 
 STEPS, SAVE_EVERY = 6, 2
 

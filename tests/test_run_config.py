@@ -55,7 +55,7 @@ def test_presets_follow_the_recipe():
 
 def test_embedded_hindi_preset_is_the_recipe_on_the_hindi_corpus():
     from helpers.demo import default_run_name
-    from helpers.run import REPO_ROOT
+    from helpers.files import REPO_ROOT
 
     hindi, blog = make_config("embedded-hindi"), make_config("blog")
     assert (hindi.model, hindi.language, hindi.precision) == ("embedded-base", "hindi", "8bit")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from helpers import models
+from helpers.model import load as models
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("helpers", "notebooks", "scripts", "colab", "benchmarks")  # what users run
@@ -112,11 +112,11 @@ def secret_holders(root: Path, secret: str) -> list[str]:
 def test_token_never_reaches_the_run_directory(tmp_path, monkeypatch, capfd):
     """Stages 01, 04, 05 and 06 (their helpers) with HF_TOKEN set: the run directory, the
     model cache and everything printed are scanned for the token."""
-    from helpers.adapters import attach_adapter
+    from helpers.model.adapters import attach_adapter
     from helpers.config import start_run
-    from helpers.evaluate import compare_predictions, predict
-    from helpers.prepare import prepare_run_data
-    from helpers.training import run_training
+    from helpers.evaluate.scoring import compare_predictions, predict
+    from helpers.data.prepare import prepare_run_data
+    from helpers.train.trainer import run_training
 
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.setenv(name, FAKE_TOKEN)

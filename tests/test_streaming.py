@@ -6,10 +6,10 @@ from datasets import IterableDataset
 from fixtures.tiny_runs import tiny_model_dir
 from fixtures.tolerances import LOG_MEL_ATOL, assert_log_mel_close
 from helpers.config import make_config, start_run
-from helpers.features import prepare_features
-from helpers.models import load_processor
-from helpers.streaming import stream_features, streaming_dataset, training_rows
-from helpers.training import run_training
+from helpers.data.features import prepare_features
+from helpers.model.load import load_processor
+from helpers.data.streaming import stream_features, streaming_dataset, training_rows
+from helpers.train.trainer import run_training
 
 
 @pytest.fixture(scope="module")

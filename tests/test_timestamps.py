@@ -6,12 +6,11 @@ import torch
 from datasets import Dataset
 
 from fixtures.data_files import tone, write_audio
-from helpers.collator import IGNORE_INDEX, SpeechSeq2SeqCollator
+from helpers.train.collator import IGNORE_INDEX, SpeechSeq2SeqCollator
 from helpers.config import config_from_dict, make_config, PRESETS, start_run
-from helpers.features import prepare_features
-from helpers.streaming import stream_features
-from helpers.timestamps import (snap_timestamp, speech_end, timestamp_flags, timestamp_labels,
-                                timestamp_token)
+from helpers.data.features import prepare_features
+from helpers.data.streaming import stream_features
+from helpers.data.timestamps import (snap_timestamp, speech_end, timestamp_flags, timestamp_labels, timestamp_token)
 
 RATE = 16_000
 SENTENCES = ["Hello there.", "A second clip.", "Three words here.", "Four clips in all."]
@@ -19,7 +18,7 @@ SENTENCES = ["Hello there.", "A second clip.", "Three words here.", "Four clips 
 
 @pytest.fixture(scope="module")
 def processor():
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     return load_processor("embedded")
 
@@ -61,7 +60,7 @@ def test_labels_english_only_decode_back(processor):
 
 def test_labels_multilingual_keep_language_and_task(tmp_path):
     from fixtures.tiny_runs import tiny_multilingual_dir
-    from helpers.models import load_processor
+    from helpers.model.load import load_processor
 
     ml = load_processor(str(tiny_multilingual_dir(tmp_path / "ml")), language="hindi")
     ids = timestamp_labels(ml.tokenizer, "नमस्ते", 45.0)

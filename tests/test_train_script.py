@@ -10,10 +10,11 @@ import torch
 from datasets import load_from_disk
 
 from fixtures.tiny_runs import prepared_run, tiny_model_dir
-from helpers.collator import SpeechSeq2SeqCollator
-from helpers.run import REPO_ROOT
-from helpers.train import main, parse_overrides
-from helpers.training import is_complete_checkpoint, load_training_model
+from helpers.train.collator import SpeechSeq2SeqCollator
+from helpers.files import REPO_ROOT
+from helpers.train.__main__ import main, parse_overrides
+from helpers.train.checkpoints import is_complete_checkpoint
+from helpers.train.trainer import load_training_model
 
 
 def free_port() -> int:

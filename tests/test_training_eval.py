@@ -9,12 +9,11 @@ from safetensors.torch import load_file
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from fixtures.tiny_runs import prepared_run, tiny_model_dir, trained_embedded_run
-from helpers.adapters import attach_adapter
-from helpers.data import load_corpus
-from helpers.evaluate import predict, score
-from helpers.models import load_model
-from helpers.training import (WerCallback, build_trainer, load_training_model, train,
-                              transcription_wer)
+from helpers.model.adapters import attach_adapter
+from helpers.data.corpora import load_corpus
+from helpers.evaluate.scoring import predict, score
+from helpers.model.load import load_model
+from helpers.train.trainer import (WerCallback, build_trainer, load_training_model, train, transcription_wer)
 
 
 @pytest.fixture(scope="module")

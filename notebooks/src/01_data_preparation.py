@@ -62,8 +62,8 @@ config
 # found from its energy (`helpers/timestamps.py`).
 
 # %%
-from helpers.models import load_processor
-from helpers.timestamps import timestamp_labels
+from helpers.model.load import load_processor
+from helpers.data.timestamps import timestamp_labels
 
 processor = load_processor(config.model, language=config.language, task=config.task)
 example = processor.tokenizer("Hello there.").input_ids
@@ -89,7 +89,7 @@ print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):",
 # A 5 s clip takes about 160 KB instead of 960 KB (see the README's benchmarks).
 
 # %%
-from helpers.prepare import prepare_run_data, report_table
+from helpers.data.prepare import prepare_run_data, report_table
 
 reports = prepare_run_data(config, run, processor)
 report_table(reports)
@@ -100,7 +100,7 @@ report_table(reports)
 # histogram shows how much of that window the corpus actually fills.
 
 # %%
-from helpers.plots import duration_histogram
+from helpers.notebook.plots import duration_histogram
 
 durations = run.read_json("train_durations.json", "this notebook")
 duration_histogram(durations, run.plot("durations"));

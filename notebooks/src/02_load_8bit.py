@@ -24,7 +24,7 @@ print(run, "| model:", config.model)
 # one byte, 4-bit weights half a byte plus their scales.
 
 # %%
-from helpers.footprint import measure_footprints
+from helpers.footprint.measure import measure_footprints
 
 footprints = measure_footprints(config.model, PRECISIONS, language=config.language)
 run.write_json("footprint.json", footprints)
@@ -32,7 +32,7 @@ for precision, entry in footprints.items():
     print(f"{precision:>5}: {entry['bytes'] / 2**20:8.1f} MiB  (loaded in {entry['load_seconds']} s)")
 
 # %%
-from helpers.plots import bar_chart
+from helpers.notebook.plots import bar_chart
 
 megabytes = {p: e["bytes"] / 2**20 for p, e in footprints.items()}
 bar_chart({"model": megabytes}, run.plot("footprint"), ylabel="MiB",
@@ -50,8 +50,8 @@ bar_chart({"model": megabytes}, run.plot("footprint"), ylabel="MiB",
 # layer norms stay in full precision.
 
 # %%
-from helpers.footprint import linear_layer_kinds
-from helpers.models import load_model
+from helpers.footprint.measure import linear_layer_kinds
+from helpers.model.load import load_model
 
 model, processor = load_model(config.model, precision=config.precision, language=config.language)
 print(linear_layer_kinds(model))
@@ -62,7 +62,7 @@ print(linear_layer_kinds(model))
 # model before training anything.
 
 # %%
-from helpers.evaluate import predict, score
+from helpers.evaluate.scoring import predict, score
 
 clips = run.read_jsonl("test_clips.jsonl", "notebook 01")[:8]
 texts = predict(model, processor, clips, batch_size=config.eval_batch_size,

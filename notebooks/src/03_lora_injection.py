@@ -28,8 +28,8 @@ config.lora
 # gradient checkpointing that works with frozen inputs), then wraps it with PEFT.
 
 # %%
-from helpers.adapters import add_lora, parameter_counts, trainable_dtype_summary
-from helpers.models import load_model
+from helpers.model.adapters import add_lora, parameter_counts, trainable_dtype_summary
+from helpers.model.load import load_model
 
 model, processor = load_model(config.model, precision=config.precision, language=config.language)
 model = add_lora(model, config.lora_settings(), gradient_checkpointing=config.gradient_checkpointing)
@@ -53,7 +53,7 @@ print(len(adapted), "adapted layers, e.g.", adapted[:2])
 # %%
 import tempfile
 
-from helpers.adapters import save_adapter
+from helpers.model.adapters import save_adapter
 
 with tempfile.TemporaryDirectory() as folder:
     adapter_bytes = save_adapter(model, f"{folder}/adapter", base_source=config.model)

@@ -61,7 +61,7 @@ PUBLISH_PRIVATE = False    # True: create that repo private
 
 # %%
 from helpers.config import stage_config
-from helpers.training import check_training_config
+from helpers.train.trainer import check_training_config
 
 run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num_train_epochs=NUM_TRAIN_EPOCHS,
                            learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE,
@@ -84,7 +84,7 @@ config
 # are removed. With `RESUME = False` a new training starts and old checkpoints go.
 
 # %%
-from helpers.training import prepare_output
+from helpers.train.checkpoints import prepare_output
 
 resume_from = prepare_output(run, resume=RESUME)
 resume_from
@@ -95,7 +95,7 @@ resume_from
 # the base on its own device (this matters under `torchrun`, see the end).
 
 # %%
-from helpers.training import load_training_model
+from helpers.train.trainer import load_training_model
 
 model, processor = load_training_model(config)
 model.print_trainable_parameters()
@@ -107,7 +107,7 @@ model.print_trainable_parameters()
 # batch needs it (a `datasets.IterableDataset` with a shuffle buffer): nothing is written.
 
 # %%
-from helpers.training import training_dataset
+from helpers.train.trainer import training_dataset
 
 train_dataset = training_dataset(config, run, processor)
 train_dataset
@@ -122,7 +122,7 @@ train_dataset
 # Generation is the slow part, so only `EVAL_MAX_CLIPS` clips are used.
 
 # %%
-from helpers.training import eval_clips, measures_wer
+from helpers.train.trainer import eval_clips, measures_wer
 
 clips = eval_clips(config, processor.tokenizer) if measures_wer(config) else None
 if clips:
@@ -137,7 +137,7 @@ print(f"WER every {config.eval_steps} steps on {len(clips)} {config.eval_split} 
 # `label_names=["labels"]` are needed because PEFT wraps the model's `forward`.
 
 # %%
-from helpers.training import build_trainer, train
+from helpers.train.trainer import build_trainer, train
 
 trainer = build_trainer(model, processor, train_dataset, config, run, clips=clips)
 summary = train(trainer, resume_from)
@@ -150,7 +150,7 @@ summary
 # runs/<RUN_NAME>/adapter clip.mp3` can rebuild the base by itself.
 
 # %%
-from helpers.training import finish_training, loss_history
+from helpers.train.trainer import finish_training, loss_history
 
 metrics = finish_training(trainer, config, run, summary)
 history = loss_history(trainer)
@@ -167,9 +167,9 @@ sorted(p.name for p in run.adapter_dir.iterdir())
 # `python -m helpers.footprint --batch-size N` predicts them for your settings.
 
 # %%
-from helpers.claims import memory_line
-from helpers.plots import loss_curve
-from helpers.training import wer_table
+from helpers.notebook.claims import memory_line
+from helpers.notebook.plots import loss_curve
+from helpers.train.trainer import wer_table
 
 loss_curve(history, run.plot("loss"))
 print(memory_line(summary))
@@ -177,7 +177,7 @@ wer_table(history)
 
 # %% [markdown]
 # ## The same stage as a script, on one or several processes
-# `python -m helpers.train` runs exactly these functions (`helpers.training.run_training`)
+# `python -m helpers.train` runs exactly these functions (`helpers.train.trainer.run_training`)
 # on a run directory prepared by notebook 01:
 #
 # ```bash
@@ -204,7 +204,7 @@ wer_table(history)
 
 # %%
 if EXPORT:
-    from helpers.export import export, folder_bytes
+    from helpers.export.__main__ import export, folder_bytes
 
     exported = export(run.adapter_dir, EXPORT, run.path / "exports" / EXPORT)
     print(f"{EXPORT}: {folder_bytes(exported) / 2**20:.1f} MiB in {exported}")
@@ -225,7 +225,7 @@ if EXPORT:
 
 # %%
 if PUBLISH_REPO:
-    from helpers.publish import publish
+    from helpers.publish.__main__ import publish
 
     print("published:", publish(run.adapter_dir, PUBLISH_REPO, private=PUBLISH_PRIVATE))
 

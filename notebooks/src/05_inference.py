@@ -7,7 +7,7 @@
 # settings, only the adapter differs. On a CPU the 8-bit layers compute as bitsandbytes
 # computes them there in training (each int8 weight dequantized for the call, a float32
 # matmul), 2-3x faster than its LLM.int8 path, which has no fast CPU kernels
-# (`helpers.models.dequantized_8bit_on_cpu`); on a GPU, LLM.int8 as in the recipe.
+# (`helpers.model.load.dequantized_8bit_on_cpu`); on a GPU, LLM.int8 as in the recipe.
 
 # %% parameters
 RUN_NAME = "demo"          # the run directory written by 01-04
@@ -34,8 +34,8 @@ print(len(clips), "test clips")
 # safetensors weights and card are downloaded, and it must fit the run's base model.
 
 # %%
-from helpers.adapters import attach_adapter, resolve_adapter
-from helpers.models import load_model
+from helpers.model.adapters import attach_adapter, resolve_adapter
+from helpers.model.load import load_model
 
 adapter = resolve_adapter(ADAPTER) if ADAPTER else run.require("adapter", "notebook 04 (training)")
 model, processor = load_model(config.model, precision=config.precision, language=config.language)
@@ -53,7 +53,7 @@ model.eval();
 # guard off, to see what it prevents; notebook 06 counts the loops either way.
 
 # %%
-from helpers.evaluate import predict
+from helpers.evaluate.scoring import predict
 
 with model.disable_adapter():
     base_texts = predict(model, processor, clips, batch_size=config.eval_batch_size,
@@ -70,7 +70,7 @@ run.write_jsonl("predictions.jsonl", predictions);
 # reference words in red and struck through, wrong or extra words in green.
 
 # %%
-from helpers.explorer import TranscriptExplorer
+from helpers.notebook.explorer import TranscriptExplorer
 
 explorer = TranscriptExplorer(predictions)
 explorer
@@ -89,7 +89,9 @@ explorer
 # %%
 from IPython.display import display
 
-from helpers.long_form import build_long_form_from_clips, segments_table, transcribe_long
+from helpers.data.long_form import build_long_form_from_clips
+from helpers.evaluate.tables import segments_table
+from helpers.transcribe.long_form import transcribe_long
 
 if LONG_FORM_SECONDS:
     recording = build_long_form_from_clips(clips, run.file("long_form/recording"), count=1,

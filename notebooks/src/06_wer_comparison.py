@@ -24,14 +24,15 @@ predictions = run.read_jsonl("predictions.jsonl", "notebook 05 (inference)")
 # ## Scores
 
 # %%
-from helpers.evaluate import compare_predictions, comparison_table
+from helpers.evaluate.scoring import compare_predictions
+from helpers.evaluate.tables import comparison_table
 
 comparison = compare_predictions(predictions)
 metrics = run.update_metrics(**comparison)
 comparison_table(metrics)
 
 # %%
-from helpers.plots import bar_chart
+from helpers.notebook.plots import bar_chart
 
 bar_chart({"base": {"WER": metrics["base_wer"], "CER": metrics["base_cer"],
                     "raw WER": metrics["raw_base_wer"]},
@@ -49,7 +50,7 @@ bar_chart({"base": {"WER": metrics["base_wer"], "CER": metrics["base_cer"],
 # and this shows why. Percent of the letters per script:
 
 # %%
-from helpers.evaluate import script_table
+from helpers.evaluate.tables import script_table
 
 script_table(predictions)
 
@@ -62,7 +63,7 @@ script_table(predictions)
 # (`helpers.metrics.is_loop`). The table above gives the counts; the clips are listed here.
 
 # %%
-from helpers.evaluate import looping_clips
+from helpers.evaluate.tables import looping_clips
 
 looping_clips(predictions)
 
@@ -74,7 +75,7 @@ looping_clips(predictions)
 # memory, which the blog's GPU figure does not describe.
 
 # %%
-from helpers.claims import claims_table, samples_per_second
+from helpers.notebook.claims import claims_table, samples_per_second
 
 metrics = run.update_metrics(train_samples_per_second=samples_per_second(metrics, config.batch_size))
 claims_table(metrics, config.model)
@@ -84,7 +85,7 @@ claims_table(metrics, config.model)
 # Sorted by the fine-tuned model's WER on each clip: where to look for what is still wrong.
 
 # %%
-from helpers.evaluate import worst_utterances
+from helpers.evaluate.tables import worst_utterances
 
 worst_utterances(predictions, WORST_N)
 
@@ -96,7 +97,7 @@ worst_utterances(predictions, WORST_N)
 # on; the transcripts go to `english_check.jsonl`. An English-only model skips this.
 
 # %%
-from helpers.forgetting import english_check
+from helpers.evaluate.forgetting import english_check
 
 english = english_check(config, run, ENGLISH_CLIPS)
 if english:
@@ -115,7 +116,8 @@ if english:
 # base model transcribes the recording too (this is what the section costs; timed below).
 
 # %%
-from helpers.timestamps import long_form_check, long_form_table
+from helpers.evaluate.long_form import long_form_check
+from helpers.evaluate.tables import long_form_table
 
 long_form = long_form_check(config, run, LONG_FORM_BASE)
 if long_form:

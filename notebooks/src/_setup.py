@@ -21,9 +21,9 @@ if ROOT is None:
     raise RuntimeError("Open this notebook from inside the whisper-lora-8bit repository (helpers/ not found).")
 sys.path.insert(0, str(ROOT))
 if "google.colab" in sys.modules:
-    from helpers.colab import install_requirements  # noqa: E402
+    from helpers.colab import install_requirements
 
     install_requirements(ROOT / "colab" / "requirements-colab.txt")
-from helpers.notebook import setup  # noqa: E402
+from helpers.notebook.setup import setup
 
 setup();

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures.page import embedded_adapter  # noqa: E402
 from page import AppPage, chromium, serve_page  # noqa: E402
 
-from helpers.app import BASE_ONLY, FINETUNED_ONLY, word_diff  # noqa: E402
+from helpers.app import BASE_ONLY, FINETUNED_ONLY, word_diff
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "data" / "cv-mini" / "en" / "clips" / "common_voice_en_39721904.mp3"  # test split
@@ -28,7 +28,7 @@ def served(tmp_path_factory):
     seeded random adapter on the embedded model; while it starts, this process transcribes
     the clip with that adapter off and on."""
     from helpers.audio import load_audio
-    from helpers.transcribe import transcribe_arrays
+    from helpers.transcribe.decode import transcribe_arrays
 
     adapter_dir, model, processor = embedded_adapter(tmp_path_factory.mktemp("page") / "adapter")
     audio = load_audio(CLIP)

@@ -1,0 +1,1 @@
+"""What the notebooks' cells show: the first cell's setup, plots, the clip explorer, claims."""
