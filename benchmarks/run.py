@@ -1,4 +1,4 @@
-"""Run every benchmark and rewrite benchmarks/results/ (JSON + PNG) and the README section.
+"""Run every benchmark and rewrite benchmarks/results/ (JSON + PNG) and the docs section.
 
     python benchmarks/run.py            # the full run: about 20 minutes on 2 CPU cores
     python benchmarks/run.py --quick    # tiny sizes, for the test (a couple of minutes)
@@ -18,7 +18,8 @@ Benchmarks (each in benchmarks/bench_*.py):
 6. long_form (only with --only long_form; estimated at 15 minutes): tiny.en 8-bit + LoRA
    trained with TIMESTAMP_SHARE 0 and each of --long-form-shares; long-form WER, share of
    30 s windows with timestamps, sentence start/end error, short-clip WER; the base too
-Then benchmarks/report.py writes <out>/README_section.md from the JSON files.
+Then benchmarks/report.py writes <out>/benchmarks_section.md from the JSON files: the text
+between the markers of docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
                             sizes.long_short_clips)
     shutil.rmtree(trained.parent, ignore_errors=True)
     section = report.write_section(args.out)
-    print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); README section: {section}")
+    print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); "
+          f"section for docs/benchmarks.md: {section}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """benchmarks/bench_forgetting.py end to end on a tiny random multilingual Whisper, and the
-README lines report.py makes of its results (the real run: python benchmarks/run.py --only
-forgetting)."""
+docs/benchmarks.md lines report.py makes of its results (the real run: python
+benchmarks/run.py --only forgetting)."""
 import json
 import sys
 from pathlib import Path

@@ -1,5 +1,5 @@
 """benchmarks/bench_long_form.py end to end on a tiny random Whisper, its recommendation
-rule, and the README lines report.py makes of its results (the real run: python
+rule, and the docs/benchmarks.md lines report.py makes of its results (the real run: python
 benchmarks/run.py --only long_form)."""
 import json
 import shutil

@@ -1,4 +1,5 @@
-"""The benchmark runner, run for real at tiny sizes, and the README section it generates."""
+"""The benchmark runner, run for real at tiny sizes, and the docs/benchmarks.md section it
+generates."""
 import json
 import re
 import subprocess
@@ -76,7 +77,7 @@ def test_quick_memory_curve_measures_a_second_architecture(quick_results):
 
 
 def test_every_ratio_in_the_section_names_its_source(quick_results):
-    text = (quick_results / "README_section.md").read_text()
+    text = (quick_results / report.SECTION_FILE).read_text()
     assert text == report.render(quick_results)
     ratio_lines = [line for line in text.splitlines() if "x**" in line]
     assert len(ratio_lines) >= 7
@@ -85,13 +86,24 @@ def test_every_ratio_in_the_section_names_its_source(quick_results):
         assert match and (quick_results / match.group(1)).is_file(), line
 
 
-def test_readme_shows_exactly_the_generated_section():
+def test_docs_page_shows_exactly_the_generated_section():
     assert (report.RESULTS / "training_methods.json").is_file(), "run python benchmarks/run.py"
+    assert report.PAGE == REPO / "docs" / "benchmarks.md"
     generated = report.render(report.RESULTS)
-    in_readme = report.readme_section(REPO / "README.md")
-    assert in_readme is not None, (
-        f"README.md lacks the markers {report.START} ... {report.END}: paste "
-        "benchmarks/results/README_section.md between them")
-    assert in_readme == generated, ("README.md's benchmark section differs from the results: "
-                                    "run python benchmarks/report.py and paste "
-                                    "benchmarks/results/README_section.md between the markers")
+    assert (report.RESULTS / report.SECTION_FILE).read_text() == generated, (
+        "benchmarks/results/benchmarks_section.md is stale: run python benchmarks/report.py")
+    on_page = report.page_section(report.PAGE)
+    assert on_page is not None, (
+        f"docs/benchmarks.md lacks the markers {report.START} ... {report.END}: paste "
+        "benchmarks/results/benchmarks_section.md between them")
+    assert on_page == generated, ("docs/benchmarks.md's benchmark section differs from the results: "
+                                  "run python benchmarks/report.py and paste "
+                                  "benchmarks/results/benchmarks_section.md between the markers")
+
+
+def test_section_charts_resolve_from_the_docs_page():
+    """The section's image links are relative to docs/benchmarks.md, where it is shown."""
+    charts = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report.render(report.RESULTS))
+    assert len(charts) >= 5
+    for chart in charts:
+        assert (report.PAGE.parent / chart).is_file(), chart

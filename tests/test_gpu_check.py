@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py without a GPU: `--smoke` runs every part on the CPU at tiny
-sizes; the memory workers' failure handling, the claims and the README section it feeds."""
+sizes; the memory workers' failure handling, the claims and the docs/benchmarks.md section
+it feeds."""
 import json
 import math
 import subprocess
