@@ -1,9 +1,9 @@
-"""Bad inputs and what happens to them: one test per row of README.md's "Bad input" table.
+"""Bad inputs and what happens to them: one test per row of docs/bad-input.md's table.
 
-BAD_INPUTS below is that table (the README copy is checked against it). Each row's test
-feeds the bad input through the code a user runs (the corpus filter, the loaders, the run
-directory) and checks for a clear error naming the file or row, or a skip that is counted
-in the report and listed in dropped_rows.jsonl.
+BAD_INPUTS below is that table (the copy in docs/bad-input.md is checked against it). Each
+row's test feeds the bad input through the code a user runs (the corpus filter, the loaders,
+the run directory) and checks for a clear error naming the file or row, or a skip that is
+counted in the report and listed in dropped_rows.jsonl.
 """
 import ast
 import json
@@ -110,7 +110,7 @@ BAD_INPUTS = [
     ("Hub dataset that needs its own loading script (`trust_remote_code`)",
      "`ValueError`: refused, never run", "tests/test_data.py::test_load_hub_dataset_refuses_remote_code"),
 ]
-META_TESTS = {"test_table_names_existing_tests", "test_readme_bad_input_table_matches"}
+META_TESTS = {"test_table_names_existing_tests", "test_docs_bad_input_table_matches"}
 
 
 @pytest.fixture(scope="module")
@@ -492,9 +492,9 @@ def test_table_names_existing_tests():
     assert here - META_TESTS == {t for t in named if "::" not in t}
 
 
-def readme_table() -> list[list[str]] | None:
-    """Rows (cells) of the first table under README.md's "Bad input" heading, or None."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def docs_table() -> list[list[str]] | None:
+    """Rows (cells) of the first table under docs/bad-input.md's "Bad input" heading, or None."""
+    text = (REPO / "docs" / "bad-input.md").read_text(encoding="utf-8")
     match = re.search(r"^#+ Bad input.*?$(.*?)(?=^#+ |\Z)", text, re.M | re.S)
     if not match:
         return None
@@ -503,7 +503,7 @@ def readme_table() -> list[list[str]] | None:
 
 
 def table_markdown() -> str:
-    """BAD_INPUTS as the markdown table README.md carries under "Bad input"."""
+    """BAD_INPUTS as the markdown table docs/bad-input.md carries under "Bad input"."""
     lines = ["| bad input | what happens | test |", "|---|---|---|"]
     for bad, outcome, test in BAD_INPUTS:
         shown = test if "::" in test else f"{THIS}::{test}"
@@ -511,11 +511,12 @@ def table_markdown() -> str:
     return "\n".join(lines)
 
 
-def test_readme_bad_input_table_matches():
-    """README.md's "Bad input" table lists exactly BAD_INPUTS' tests, in order."""
-    rows = readme_table()
-    assert rows is not None, ('README.md has no "Bad input" section: paste tests/test_bad_inputs.py'
-                              "::table_markdown() under a '## Bad input' heading")
+def test_docs_bad_input_table_matches():
+    """docs/bad-input.md's "Bad input" table lists exactly BAD_INPUTS' tests, in order."""
+    rows = docs_table()
+    assert rows is not None, ('docs/bad-input.md has no "Bad input" section: paste '
+                              "tests/test_bad_inputs.py::table_markdown() under a '# Bad input' "
+                              "heading")
     tests = [row[-1].strip("`").rpartition("::")[2] for row in rows]
     assert tests == [test.rpartition("::")[2] for _, _, test in BAD_INPUTS], table_markdown()
     assert [row[0] for row in rows] == [bad for bad, _, _ in BAD_INPUTS], table_markdown()
