@@ -82,7 +82,7 @@ def train_features(processor, clips: int):
 
 
 def train_steps(model, processor, method: str, batch: int, steps: int, workdir: Path):
-    """Train `steps` steps with the project's Trainer (helpers.training); returns step seconds."""
+    """Train `steps` steps with the project's Trainer (helpers.train.trainer); returns step seconds."""
     from helpers.config import make_config
     from helpers.footprint.process_memory import reset_peak_rss
     from helpers.run import RunDir

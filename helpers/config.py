@@ -69,7 +69,7 @@ class RunConfig:
     decode_fallback: bool = True            # Whisper's temperature fallback against repetition loops (False: greedy only)
     seed: int = 42
     timestamp_share: float = 0.0            # share of training examples with timestamp labels (helpers/timestamps.py; 0 = the recipe)
-    # Added for training beyond the recipe (helpers/training.py, helpers/data/streaming.py):
+    # Added for training beyond the recipe (helpers/train/trainer.py, helpers/data/streaming.py):
     eval_steps: int | None = None           # WER by real transcription (generate) every N steps (None: never)
     eval_split: str = "dev"                 # the split transcribed during training (keep it out of train_splits)
     eval_max_clips: int = 32                # cap on those clips: generation is the slow part
@@ -117,10 +117,10 @@ PRESETS: dict[str, dict] = {
     # notebook with v2 replaced by v3 gave a model that "produces garbage"; its author
     # found that "it just diverged, with 16-bit its ok", and a second user saw the same.
     # Turbo's fp16 weights fit a T4 with room to spare (helpers.footprint predicts 3.5 GB
-    # allocated at batch 8, README; not measured yet), and fp16 matmuls are faster than
+    # allocated at batch 8, docs/memory.md; not measured yet), and fp16 matmuls are faster than
     # 8-bit ones on a GPU.
     # An fp16 base trains only under fp16 mixed precision on a CUDA GPU (fp16=True); on a
-    # CPU helpers.training loads it in fp32 instead, with a warning (same values: openai's
+    # CPU helpers.train.trainer loads it in fp32 instead, with a warning (same values: openai's
     # large-v3 checkpoints are stored in float16). Everything else as the recipe (BLOG).
     "blog-v3-turbo": {**BLOG, "model": "openai/whisper-large-v3-turbo", "precision": "fp16"},
     # The offline default: the recipe's model precision, LoRA and batch, shortened to run

@@ -15,7 +15,7 @@
     exports/             merged or CTranslate2 models (04 with EXPORT, or helpers.export)
     train_log.json       loss per logging step, memory per step (04)
     predictions.jsonl    reference, base and fine-tuned text per test clip (05)
-    metrics.json         every figure the README and tests read (02-06 add to it)
+    metrics.json         every figure the docs and tests read (02-06 add to it)
     plots/*.png          histogram, loss curve, WER bars
     notebooks/           the executed notebooks (make demo)
 

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "cv-mini" / "en"
 CLIPS = sorted((CORPUS / "clips").glob("*.mp3"))
 
-# Bounds for tiny.en on the espeak-ng recordings, measured with this code (README, "Long
-# recordings"): the base model's long-form WER on 1 to 3 minute recordings was 0.30-0.37
+# Bounds for tiny.en on the espeak-ng recordings, measured with this code (docs/long-form.md):
+# the base model's long-form WER on 1 to 3 minute recordings was 0.30-0.37
 # (its short-clip WER on the same test split is 0.37), the fine-tuned demo adapter's ~0.1.
 # tiny.en predicts whole-second timestamps there, and Whisper ends a segment where the next
 # begins (in the pause), so the true start is about 0.8 s from the nearest segment start
