@@ -72,8 +72,8 @@ names = zipfile.ZipFile(wheel).namelist()
 assert all(f"bitsandbytes/{k}" in names for k in keep), "bitsandbytes lost a library it needs"
 EOF
 
-# tiny.en's configs and processor files (no weights) for helpers.architectures.save_random_whisper
-"$PYTHON" -c "import sys; from helpers.architectures import write_tiny_template; write_tiny_template(sys.argv[1])" \
+# tiny.en's configs and processor files (no weights) for helpers.model.architectures.save_random_whisper
+"$PYTHON" -c "import sys; from helpers.model.architectures import write_tiny_template; write_tiny_template(sys.argv[1])" \
   "$OUT/tiny-whisper"
 
 size() { du -cb "$@" 2>/dev/null | tail -1 | cut -f1; }

@@ -1,4 +1,4 @@
-"""helpers.ct2: model.bin reader/writer, HF <-> CTranslate2 mapping, conversion of tiny.en."""
+"""helpers.model.ct2: model.bin reader/writer, HF <-> CTranslate2 mapping, conversion of tiny.en."""
 import json
 import math
 import struct

@@ -11,7 +11,7 @@ import soundfile as sf
 from datasets import Audio, Dataset
 
 from fixtures.data_files import write_cv_locale, write_metadata_csv, write_tone
-from helpers import data
+from helpers.data import __main__ as data_command
 from helpers.data.filter import DROP_REASONS, filter_corpus
 from helpers.data.corpora import (corpus_kind, hub_to_corpus, load_audio_folder, load_common_voice, load_corpus, load_hub_dataset)
 
@@ -269,7 +269,7 @@ def test_filter_corpus_needs_our_schema(tokenizer):
 # -------------------------------------------------------------------------------- CLI
 def test_summary_main_prints_only_json(tmp_path, capsys):
     locale = messy_corpus(tmp_path)
-    assert data.main(["summary", str(locale), "--max-seconds", "2", "--verbose"]) == 0
+    assert data_command.main(["summary", str(locale), "--max-seconds", "2", "--verbose"]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out)
     assert out.count("\n") == 1
@@ -281,7 +281,7 @@ def test_summary_main_prints_only_json(tmp_path, capsys):
 
 def test_summary_main_reports_errors(tmp_path, capsys):
     locale = write_cv_locale(tmp_path / "en", [{"path": "a.wav", "sentence": "hi"}])
-    assert data.main(["summary", str(locale), "--split", "test"]) == 2
+    assert data_command.main(["summary", str(locale), "--split", "test"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "error:" in err and "train.tsv" in err
 

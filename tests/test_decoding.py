@@ -136,7 +136,7 @@ def test_8bit_transcripts_match_llm_int8s_on_clean_speech(embedded_8bit, monkeyp
     80 test clips: WER 37.0% vs 36.7% against the references)."""
     import contextlib
 
-    import helpers.transcribe
+    import helpers.transcribe.decode
     from helpers.metrics import error_rates
 
     model, processor = embedded_8bit
@@ -149,11 +149,11 @@ def test_8bit_transcripts_match_llm_int8s_on_clean_speech(embedded_8bit, monkeyp
             switched.append(count)
             yield count
 
-    real = helpers.transcribe.dequantized_8bit_on_cpu
-    monkeypatch.setattr(helpers.transcribe, "dequantized_8bit_on_cpu", counting)
+    real = helpers.transcribe.decode.dequantized_8bit_on_cpu
+    monkeypatch.setattr(helpers.transcribe.decode, "dequantized_8bit_on_cpu", counting)
     dequantized = transcribe_arrays(model, processor, audios)
     assert switched and switched[0] > 0  # generate_ids decoded through the block
-    monkeypatch.setattr(helpers.transcribe, "dequantized_8bit_on_cpu",
+    monkeypatch.setattr(helpers.transcribe.decode, "dequantized_8bit_on_cpu",
                         lambda model: contextlib.nullcontext())
     int8 = transcribe_arrays(model, processor, audios)
     assert all(dequantized) and error_rates(int8, dequantized)["wer"] <= 0.1, (int8, dequantized)

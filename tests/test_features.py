@@ -130,7 +130,7 @@ TWO_PROCESSES = """
 import sys
 sys.path[:0] = [{repo!r}, {tests!r}]
 from fixtures.data_files import write_cv_locale
-from helpers.data import load_common_voice
+from helpers.data.corpora import load_common_voice
 from helpers.data.features import full_features, log_mel, mel_frames, prepare_features
 from helpers.model.load import load_processor
 processor = load_processor("embedded")

@@ -16,7 +16,8 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from helpers import footprint
+from helpers.footprint import __main__ as footprint_command
+from helpers.footprint import count
 from helpers.config import LoraSettings
 from helpers.model.adapters import ADAPTER_WEIGHTS, add_lora, save_adapter
 from helpers.model.architectures import (ARCHITECTURES, arch_from_config, arch_name, meta_model, whisper_config)
@@ -117,7 +118,7 @@ def saved_adapter(config_dir: Path, lora: LoraSettings, out: Path, half=False) -
 ], ids=["q_v", "k_out_fc"])
 def test_adapter_bytes_equal_a_saved_adapter(tmp_path, lora):
     config_dir = tiny_config_dir(tmp_path / "config")
-    report, _ = footprint.count_footprint(str(config_dir), lora)
+    report, _ = count.count_footprint(str(config_dir), lora)
     for half, key, dtype in ((False, "adapter_bytes", "fp32"),
                              (True, "adapter_bytes_fp16", "fp16")):
         path = saved_adapter(config_dir, lora, tmp_path / f"adapter-{dtype}", half=half)
@@ -127,24 +128,24 @@ def test_adapter_bytes_equal_a_saved_adapter(tmp_path, lora):
         (length,) = struct.unpack("<Q", raw[:8])
         shapes = {name: tuple(info["shape"])
                   for name, info in json.loads(raw[8:8 + length]).items() if name != "__metadata__"}
-        assert raw[8:8 + length] == footprint.safetensors_header(shapes, dtype)[0]
+        assert raw[8:8 + length] == count.safetensors_header(shapes, dtype)[0]
 
 
 def test_adapter_bytes_equal_an_embedded_adapter(tmp_path):
     from helpers.model.load import load_model
 
-    lora = footprint.lora_settings("blog")
+    lora = count.lora_settings("blog")
     model, _ = load_model("embedded", precision="fp32", device="cpu")
     peft_model = add_lora(model, lora, gradient_checkpointing=False)
     size = save_adapter(peft_model, tmp_path / "adapter", base_source="embedded")
-    report, _ = footprint.count_footprint("embedded", lora)
+    report, _ = count.count_footprint("embedded", lora)
     assert size == report["adapter_bytes"]
     assert report["trainable_params"] == sum(
         p.numel() for p in peft_model.parameters() if p.requires_grad)
 
 
 def test_rank_and_target_overrides(capsys):
-    report = footprint.main(["--model", "large-v2", "--preset", "blog", "--r", "8",
+    report = footprint_command.main(["--model", "large-v2", "--preset", "blog", "--r", "8",
                              "--target-modules", "q_proj,k_proj,v_proj"])
     # q, k, v in 32 encoder self-attentions and 32 x 2 decoder attentions: 288 linears
     assert report["trainable_params"] == 288 * 2 * 8 * 1280
@@ -153,9 +154,9 @@ def test_rank_and_target_overrides(capsys):
 
 
 def test_preset_settings_and_errors():
-    assert footprint.lora_settings("blog") == LoraSettings()
-    assert footprint.lora_settings("embedded", r=4) == replace(LoraSettings(), r=4)
+    assert count.lora_settings("blog") == LoraSettings()
+    assert count.lora_settings("embedded", r=4) == replace(LoraSettings(), r=4)
     with pytest.raises(ValueError, match="adapter dtype"):
-        footprint.safetensors_bytes({"x": (2, 2)}, "int8")
+        count.safetensors_bytes({"x": (2, 2)}, "int8")
     with pytest.raises(ValueError, match="unknown preset"):
-        footprint.lora_settings("colab")
+        count.lora_settings("colab")

@@ -292,7 +292,7 @@ def test_ct2_logits_equal_the_merged_models(generation, processor, merged, ct2_e
 
 def test_ct2_export_loads_back_as_the_same_model(generation, processor, merged, ct2_export,
                                                  monkeypatch, tmp_path):
-    """helpers.model.load reads the CTranslate2 folder back (helpers.ct2): same shapes, ids, logits."""
+    """helpers.model.load reads the CTranslate2 folder back (helpers.model.ct2): same shapes, ids, logits."""
     from transformers import WhisperForConditionalGeneration
 
     from helpers.model.load import CACHE_ENV, load_model

@@ -1,4 +1,4 @@
-"""Publishing an adapter (helpers.publish) and loading one by Hub id (helpers.adapters.
+"""Publishing an adapter (helpers.publish) and loading one by Hub id (helpers.model.adapters.
 resolve_adapter), with no network: the model card is made from a real run (the embedded
 model trained 2 steps, its test clips transcribed and scored as notebooks 05 and 06 do), the
 push goes to a stand-in for huggingface_hub.HfApi, and loading by id reads a Hub cache
@@ -18,7 +18,8 @@ from huggingface_hub import ModelCard, constants
 from fixtures.hub_cache import cache_folder, cache_repo
 from fixtures.hub_standin import StandInHfApi
 from fixtures.tiny_runs import trained_embedded_run
-from helpers import publish
+from helpers.publish import __main__ as publish
+from helpers.publish import card as card_module
 from helpers.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, resolve_adapter
 from helpers.run import RunDir
 
@@ -85,11 +86,11 @@ def hub(monkeypatch):
 def test_the_card_is_made_from_the_runs_files(evaluated, tmp_path):
     metrics = evaluated.metrics()
     path = tmp_path / "README.md"
-    publish.model_card(evaluated.adapter_dir, REPO).save(path)
+    card_module.model_card(evaluated.adapter_dir, REPO).save(path)
     card = ModelCard.load(path)  # the metadata parses as the Hub parses it
     data, text = card.data, card.text
     assert data.base_model == "openai/whisper-tiny.en" and data.library_name == "peft"
-    assert data.language == "en" and data.license == publish.DEFAULT_LICENSE
+    assert data.language == "en" and data.license == card_module.DEFAULT_LICENSE
     assert {"whisper", "lora", "peft"} <= set(data.tags)
     results = {(r.metric_type, r.metric_name): r.metric_value for r in data.eval_results}
     assert results == {("wer", "WER (normalized)"): round(100 * metrics["finetuned_wer"], 2),
@@ -117,7 +118,7 @@ def test_the_reproduce_command_rebuilds_the_runs_settings(evaluated):
     from helpers.demo import parse_assignments
 
     config = evaluated.read_json("config.json", "01")
-    command, _, note = publish.reproduce_command(config, "cardrun").partition("\n")
+    command, _, note = card_module.reproduce_command(config, "cardrun").partition("\n")
     words = shlex.split(command)
     assert words[:7] == ["python", "-m", "helpers.demo", "--run-name", "cardrun", "--preset", "embedded"]
     sets = parse_assignments([words[i + 1] for i, word in enumerate(words) if word == "--set"])
@@ -130,7 +131,7 @@ def test_the_reproduce_command_rebuilds_the_runs_settings(evaluated):
 
 
 def test_without_test_figures_the_card_says_not_evaluated_yet(trained, evaluated, tmp_path):
-    card = publish.model_card(copy_run(trained[0], tmp_path, "fresh").adapter_dir, REPO)
+    card = card_module.model_card(copy_run(trained[0], tmp_path, "fresh").adapter_dir, REPO)
     assert "not evaluated yet" in card.text and not card.data.eval_results
     assert "model-index" not in card.content
     # figures older than the adapter (trained again after notebook 06) are not shown either
@@ -138,7 +139,7 @@ def test_without_test_figures_the_card_says_not_evaluated_yet(trained, evaluated
     shutil.copytree(evaluated.path, stale.path, dirs_exist_ok=True)
     later = (stale.path / "predictions.jsonl").stat().st_mtime + 60
     os.utime(stale.adapter_dir / ADAPTER_WEIGHTS, (later, later))
-    card = publish.model_card(stale.adapter_dir, REPO)
+    card = card_module.model_card(stale.adapter_dir, REPO)
     assert "predate this adapter" in card.text and "model-index" not in card.content
 
 
@@ -161,7 +162,7 @@ def test_publish_pushes_the_adapter_and_card_and_never_shows_the_token(evaluated
     pushed = api.repos[REPO]
     assert (pushed / ADAPTER_WEIGHTS).read_bytes() == (evaluated.adapter_dir / ADAPTER_WEIGHTS).read_bytes()
     assert (pushed / "README.md").read_text() == \
-        str(publish.model_card(evaluated.adapter_dir, REPO))  # the generated card, not PEFT's
+        str(card_module.model_card(evaluated.adapter_dir, REPO))  # the generated card, not PEFT's
     assert not Path(uploaded["folder_path"]).exists()  # the staging folder is gone
     for text in (out, err, *[(pushed / name).read_text(errors="replace") for name in publish.PUSHED_FILES]):
         assert TOKEN not in text

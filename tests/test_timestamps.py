@@ -1,4 +1,4 @@
-"""TIMESTAMP_SHARE: timestamp labels for a share of the training clips (helpers.timestamps),
+"""TIMESTAMP_SHARE: timestamp labels for a share of the training clips (helpers.data.timestamps),
 through notebook 01's features, the stream, the collator and the run's config."""
 import numpy as np
 import pytest

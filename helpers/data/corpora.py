@@ -371,7 +371,7 @@ def load_corpus(source, split: str = "train", *, locale: str | None = None,
     "fleurs:<config>" (google/fleurs' Parquet files; `text_column` may pick
     raw_transcription), a Common Voice locale folder (or release root + `locale`), an audio
     folder with metadata.csv / a CSV file, or else a Hub dataset id (`config`,
-    `text_column` and `hub_kwargs` are for that case). See helpers.corpora.
+    `text_column` and `hub_kwargs` are for that case). See helpers.data.fetch.
     """
     kind = corpus_kind(source)
     if kind == "mdc":

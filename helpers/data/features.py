@@ -26,7 +26,7 @@ from datasets import Array2D, Dataset, Features, List, Value
 
 from helpers.audio import SAMPLE_RATE, load_audio
 
-# with timestamp_share > 0 (helpers.timestamps): a bool column saying which rows got timestamp
+# with timestamp_share > 0 (helpers.data.timestamps): a bool column saying which rows got timestamp
 # labels; kept so that a reader (and the tests) can see which ones did
 TIMESTAMP_COLUMN = "timestamps"
 
@@ -132,7 +132,7 @@ def _features_batch(batch: dict, processor, max_label_tokens: int, parent_pid: i
 
 def _labels(tokenizer, sentences: list[str], arrays, timestamped: list[bool] | None) -> list:
     """Label ids of a batch: the recipe's (<|notimestamps|>), or for rows flagged in
-    `timestamped` <|0.00|> text <|speech end|> (helpers.timestamps)."""
+    `timestamped` <|0.00|> text <|speech end|> (helpers.data.timestamps)."""
     labels = tokenizer(sentences).input_ids
     if not timestamped or not any(timestamped):
         return labels
@@ -149,7 +149,7 @@ def prepare_features(dataset: Dataset, processor, batch_size: int = 16,
     """Add "mel_frames", "mel_pad" and "labels" to `dataset` ("audio" path + "sentence").
 
     timestamp_share: that share of the rows, chosen with `seed`, gets timestamp labels and
-    a True in a "timestamps" column (helpers.timestamps); 0 (the recipe) changes nothing.
+    a True in a "timestamps" column (helpers.data.timestamps); 0 (the recipe) changes nothing.
 
     Runs a batched `datasets.map` with a progress bar ("log-mel features"); `num_proc`
     worker processes when given. Keeps "audio", "sentence" and "duration"; removes the other

@@ -85,7 +85,7 @@ def count_footprint(model: str = "embedded", lora=None) -> tuple[dict, dict]:
 
     report: trainable/total params as PEFT prints them, trainable_pct, the adapter file
     size in fp32 and fp16, the full model's fp32 weight bytes. param_counts feeds
-    helpers.memory_estimate.
+    helpers.footprint.estimate.
     """
     from helpers.config import LoraSettings
     from helpers.footprint.estimate import param_counts

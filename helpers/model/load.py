@@ -255,7 +255,7 @@ def load_processor(source=EMBEDDED, language=None, task="transcribe") -> Whisper
 
 # ---------------------------------------------------------------- CTranslate2 conversion cache
 
-CONVERTER_VERSION = "1"  # bump when helpers.ct2's output changes, to invalidate old caches
+CONVERTER_VERSION = "1"  # bump when helpers.model.ct2's output changes, to invalidate old caches
 
 
 def cache_root() -> Path:
