@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-hindi test test-browser app gpu-check venv clean-venv
+.PHONY: demo demo-hindi test test-fast test-browser app gpu-check venv clean-venv
 
 venv: $(STAMP)
 
@@ -24,8 +24,14 @@ demo: $(STAMP)
 demo-hindi: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m helpers.demo --preset embedded-hindi --run-name demo-hindi
 
+# The whole suite (every tier but browser) on two pytest-xdist workers; the tests of one file,
+# and those sharing a session run (tests/conftest.py SHARED_FIXTURES), stay on one worker.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=20 tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadgroup --durations=20 tests
+
+# The unit tier alone, for development: pure functions and tiny random models (under 3 minutes).
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "unit and not (integration or notebooks or benchmarks)" tests
 
 # The web page: `make app` serves runs/demo/adapter (after `make demo`) on 127.0.0.1:7860;
 # `make app ADAPTER=DIR` another adapter. gradio is installed for the page only.

@@ -35,6 +35,15 @@ def smoke_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def trained_embedded(tmp_path_factory):
+    """(RunDir, RunConfig, metrics) of the embedded model (8-bit) trained 2 steps in-process,
+    made once per session (tests/fixtures/tiny_runs.py trained_embedded_run)."""
+    from fixtures.tiny_runs import trained_embedded_run
+
+    return trained_embedded_run(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
 def fake_hf_token():
     """The token value the smoke run had in its environment."""
     return FAKE_HF_TOKEN
@@ -43,15 +52,31 @@ def fake_hf_token():
 GPU_ON_CPU_ENV = "WHISPER_LORA_GPU_TESTS_ON_CPU"  # "1": run the gpu tests' bodies on the CPU
 
 
-def pytest_configure(config):
-    """Register the `gpu` marker (tests/test_gpu.py; `pytest -m gpu` selects them)."""
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason without one "
-                            "(python benchmarks/gpu_check.py runs them on a GPU)")
+TIERS = ("unit", "integration", "notebooks", "benchmarks", "browser", "gpu")  # pyproject.toml
+# Session fixtures worth sharing across files: under pytest-xdist (`make test` runs two
+# workers), the tests that use one run on the same worker, so the fixture is made once.
+SHARED_FIXTURES = ("smoke_run", "trained_embedded")
+
+
+def tier_of(item) -> str | None:
+    """The test's tier: its closest tier marker (a test's own mark wins over its file's)."""
+    for mark in item.iter_markers():
+        if mark.name in TIERS:
+            return mark.name
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip the gpu tests, saying why, where no CUDA GPU is visible."""
-    marked = [item for item in items if item.get_closest_marker("gpu")]
+    """Refuse a test without a tier; keep each file (and each shared fixture's users) on one
+    xdist worker; skip the gpu tests, saying why, where no CUDA GPU is visible."""
+    untiered = [item.nodeid for item in items if tier_of(item) is None]
+    if untiered:
+        raise pytest.UsageError(f"tests without a tier marker: {untiered[:5]}; start the file with "
+                                f"`pytestmark = pytest.mark.<tier>`, one of {TIERS}")
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.stem))
+    marked = [item for item in items if tier_of(item) == "gpu"]
     if not marked or os.environ.get(GPU_ON_CPU_ENV) == "1":
         return
     import torch

@@ -8,6 +8,8 @@ from helpers.config import LoraSettings
 from helpers.model.adapters import (ADAPTER_WEIGHTS, adapter_base_model, add_lora, attach_adapter,
                                     parameter_counts, save_adapter)
 
+pytestmark = pytest.mark.unit
+
 
 def tiny_whisper(d_model=64, layers=2, seed=0):
     torch.manual_seed(seed)
@@ -29,6 +31,7 @@ def test_trainable_count_matches_lora_formula():
     assert names and all("lora_" in n for n in names)
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_saved_adapter_is_safetensors_only_and_reloads_identically(tmp_path):
     model = add_lora(tiny_whisper(), LoraSettings(r=4), gradient_checkpointing=False)
     for name, parameter in model.named_parameters():
@@ -59,6 +62,7 @@ def test_missing_adapter_dir_is_named(tmp_path):
         adapter_base_model(tmp_path / "nowhere")
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 @pytest.mark.parametrize("precision", ["fp32", "8bit"])
 @pytest.mark.parametrize("kind", ["reentrant", "non-reentrant"])
 def test_every_lora_weight_gets_a_gradient_under_checkpointing(tmp_path, precision, kind):

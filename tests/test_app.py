@@ -16,6 +16,8 @@ from helpers.app import (BASE_ONLY, FINETUNED_ONLY, MAX_PAGE_SECONDS, PageError,
 from helpers.audio import load_audio
 from helpers.metrics import normalize_text
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "data" / "cv-mini" / "en" / "clips" / "common_voice_en_39721904.mp3"  # test split
 

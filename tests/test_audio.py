@@ -6,6 +6,8 @@ import soundfile as sf
 from fixtures.data_files import FORMATS, tone, write_audio, write_tone
 from helpers.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_duration, load_audio
 
+pytestmark = pytest.mark.unit
+
 RATES = [(8_000, 1), (16_000, 1), (44_100, 2), (48_000, 1)]  # (rate, channels)
 
 

@@ -26,6 +26,8 @@ from helpers.data.corpora import load_common_voice
 from helpers.data.features import prepare_features
 from helpers.run import MissingStageError, RunDir
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 THIS = "tests/test_bad_inputs.py"
 
@@ -184,6 +186,7 @@ def test_nan_samples_are_dropped_as_unreadable(tmp_path, tokenizer):
         load_audio(clip_path(tmp_path, "nan.wav"))
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_silent_clip_is_dropped_as_silent(tmp_path, tokenizer):
     from helpers.transcribe.decode import transcribe_arrays
 

@@ -15,6 +15,8 @@ import bench_forgetting  # noqa: E402
 import report  # noqa: E402
 import run as bench_run  # noqa: E402
 
+pytestmark = pytest.mark.benchmarks
+
 
 def test_forgetting_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):
     tiny = tiny_multilingual_dir(tmp_path / "tiny-ml")

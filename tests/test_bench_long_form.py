@@ -16,6 +16,8 @@ import bench_long_form  # noqa: E402
 import report  # noqa: E402
 import run as bench_run  # noqa: E402
 
+pytestmark = pytest.mark.benchmarks
+
 
 def small_corpus(root: Path, sizes=(("train", 4), ("test", 8))) -> Path:
     """The first clips of cv-mini's splits in a Common Voice folder of their own: the stages

@@ -13,6 +13,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import report  # noqa: E402
 
+pytestmark = pytest.mark.benchmarks
+
 RATIO = re.compile(r"\*\*[\d.]+x\*\* \((\w+\.json) results\.")
 
 

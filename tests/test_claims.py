@@ -1,5 +1,8 @@
 """The blog-claims table reads measured values and says what kind of memory they are."""
+import pytest
 from helpers.notebook.claims import claims_table, memory_line, samples_per_second
+
+pytestmark = pytest.mark.unit
 
 
 def test_claims_table_formats_measured_values():

@@ -12,6 +12,8 @@ from helpers.config import start_run
 from helpers.files import REPO_ROOT
 from helpers.run import RunDir, resolve_runs_root
 
+pytestmark = pytest.mark.unit
+
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
 
 

@@ -20,6 +20,8 @@ from fixtures.colab_corpora import write_fleurs_parquet, write_mdc_archive
 from helpers.demo import declared_parameters, notebook_paths
 from helpers.files import REPO_ROOT
 
+pytestmark = pytest.mark.notebooks
+
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
 FAKE_KEY = "mdc_ColabFlowFakeKey_5f1e0c9a7b3d"
 DATASET_ID = "cmfakecv27en00000000000000"

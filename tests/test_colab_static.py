@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_notebooks  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 ALL_NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "colab").glob("*.ipynb"))
 BADGE_URL = re.compile(r"https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/main/([^)\s]+)")
 TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}|(?i:token\s*=\s*['\"][^'\"]{8,})")

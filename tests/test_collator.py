@@ -8,6 +8,8 @@ from transformers.models.whisper.modeling_whisper import shift_tokens_right
 from fixtures.tolerances import assert_log_mel_close
 from helpers.train.collator import IGNORE_INDEX, SpeechSeq2SeqCollator
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def processor():

@@ -14,6 +14,8 @@ from helpers.data.corpora import load_fleurs
 from helpers.data.corpora import corpus_kind, load_common_voice, load_corpus
 from helpers.data.filter import filter_corpus
 
+pytestmark = pytest.mark.unit
+
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
 FAKE_KEY = "mdc_FakeKeyForTests_0123456789abcdef"
 DATASET_ID = "cmfakecv27en00000000000000"

@@ -18,6 +18,8 @@ from helpers.model import ct2
 from helpers.audio import load_audio
 from helpers.model.load import embedded_source
 
+pytestmark = pytest.mark.unit
+
 CV_MINI = Path(__file__).resolve().parents[1] / "data" / "cv-mini" / "en"
 
 
@@ -262,6 +264,7 @@ def normalized_wer(rows, hypotheses) -> float:
     return jiwer.wer([norm(r["sentence"]) for r in rows], [norm(h) for h in hypotheses])
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_embedded_tiny_en_converts_to_the_expected_files(tiny_en_dir):
     names = {p.name for p in tiny_en_dir.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
@@ -279,6 +282,7 @@ def test_embedded_tiny_en_converts_to_the_expected_files(tiny_en_dir):
     assert gen["is_multilingual"] is False and "lang_to_id" not in gen
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_embedded_tiny_en_transcribes_common_voice(tiny_en_dir):
     from transformers import WhisperProcessor
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = {locale: REPO / "data" / "cv-mini" / locale for locale in ("en", "hi")}
 SCRIPT = REPO / "scripts" / "make_cv_mini.py"

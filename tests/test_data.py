@@ -15,6 +15,8 @@ from helpers.data import __main__ as data_command
 from helpers.data.filter import DROP_REASONS, filter_corpus
 from helpers.data.corpora import (corpus_kind, hub_to_corpus, load_audio_folder, load_common_voice, load_corpus, load_hub_dataset)
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 QUOTED = ['He said "hello" to me.', '"Quoted at the start"', 'A 5" floppy, and \'single\'.']
 
@@ -286,6 +288,7 @@ def test_summary_main_reports_errors(tmp_path, capsys):
     assert out == "" and "error:" in err and "train.tsv" in err
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_summary_cli_on_cv_mini_test_split_keeps_every_row():
     """Integration: the committed cv-mini corpus (built by scripts/make_cv_mini.py)."""
     corpus = REPO / "data" / "cv-mini" / "en"

@@ -14,6 +14,8 @@ from helpers.audio import load_audio
 from helpers.metrics import is_loop
 from helpers.transcribe.decode import (FALLBACK_TEMPERATURES, decoding_arguments, generate_ids, transcribe_arrays)
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = sorted((ROOT / "data" / "cv-mini" / "en" / "clips").glob("*.mp3"))
 

@@ -1,5 +1,8 @@
 """The demo's closing table (helpers.demo.summary_lines) from a run's metrics.json keys."""
+import pytest
 from helpers.demo import summary_lines
+
+pytestmark = pytest.mark.unit
 
 METRICS = {"n_test": 24, "train_steps": 30, "train_seconds": 600.0, "adapter_bytes": 4728680,
            "trainable_params": 1179648, "total_params": 73773568,

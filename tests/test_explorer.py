@@ -1,10 +1,13 @@
 """The transcript explorer widget, driven from code."""
+import pytest
 from pathlib import Path
 
 import soundfile
 import numpy as np
 
 from helpers.notebook.explorer import TranscriptExplorer, word_diff_html
+
+pytestmark = pytest.mark.unit
 
 
 def test_word_diff_marks_substitutions_and_deletions():

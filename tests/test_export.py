@@ -6,13 +6,14 @@ import pytest
 from safetensors import safe_open
 from transformers import WhisperForConditionalGeneration
 
-from fixtures.tiny_runs import trained_embedded_run
 from fixtures.tolerances import assert_int8_words_close
 from helpers.model.adapters import attach_adapter
 from helpers.evaluate.scoring import predict, score
 from helpers.export.ctranslate2 import ct2_transcribe
 from helpers.export.__main__ import main
 from helpers.model.load import load_model, load_processor
+
+pytestmark = pytest.mark.integration
 
 ONE_POINT = 0.01
 
@@ -25,14 +26,14 @@ def adapter_wer(run, config, clips, precision: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(trained_embedded):
     """(run, test clips, WER of the fp32 base + unmerged adapter on them).
 
     The merge is done in fp32, so the unmerged reference is the fp32 base + adapter. (On
     the 8-bit base the adapter model differs by int8 rounding alone: on these 6 clips by
     one word or none, too few words to hold it to one point.)
     """
-    run, config, _ = trained_embedded_run(tmp_path_factory.getbasetemp())
+    run, config, _ = trained_embedded
     clips = run.read_jsonl("test_clips.jsonl", "01")
     return run, clips, adapter_wer(run, config, clips, "fp32")
 

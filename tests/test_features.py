@@ -17,6 +17,8 @@ from helpers.data.filter import filter_corpus
 from helpers.data.corpora import load_common_voice
 from helpers.data.features import full_features, log_mel, mel_frames, prepare_features
 
+pytestmark = pytest.mark.unit
+
 SENTENCES = ["The film was much better.", 'He said "hi".', "Three", "Four clips in all."]
 
 
@@ -146,6 +148,7 @@ print("OK")
 """
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_two_processes_do_not_deadlock(tmp_path):
     """num_proc after the parent used torch: forked workers must not hang (OpenMP + fork)."""
     repo = Path(__file__).resolve().parents[1]

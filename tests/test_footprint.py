@@ -22,6 +22,8 @@ from helpers.config import LoraSettings
 from helpers.model.adapters import ADAPTER_WEIGHTS, add_lora, save_adapter
 from helpers.model.architectures import (ARCHITECTURES, arch_from_config, arch_name, meta_model, whisper_config)
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Parameter counts as the Hugging Face Hub shows them for openai/whisper-* (millions, rounded
@@ -40,6 +42,7 @@ def run_cli(*args):
     return json.loads(proc.stdout)
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_cli_prints_the_recipe_lora_printout_offline():
     report = run_cli("--model", "openai/whisper-large-v2", "--preset", "blog")
     # PEFT's printout in the recipe: trainable params: 15728640 || all params: 1559033600

@@ -14,6 +14,8 @@ from helpers.model.load import load_model
 from helpers.run import RunDir
 from helpers.files import EMBEDDED_CORPUS
 
+pytestmark = pytest.mark.integration
+
 SOT, EN, HI, TRANSCRIBE, NOTIMESTAMPS = 50258, 50259, 50276, 50359, 50363
 EN_CLIPS = Path(EMBEDDED_CORPUS) / "clips"
 

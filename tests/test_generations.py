@@ -19,6 +19,8 @@ import torch
 from fixtures.generations import GENERATIONS, MEL_BINS, V3_NOTIMESTAMPS, V3_YUE, VOCAB, tiny_generation_dir
 from fixtures.tolerances import CT2_FLOAT32_ATOL, MERGE_RTOL, assert_log_mel_close
 
+pytestmark = pytest.mark.integration
+
 CV_MINI = Path(__file__).resolve().parents[1] / "data" / "cv-mini" / "en"
 LANGUAGE = {"mel80": None, "mel128": "english"}   # training language (cv-mini/en is English)
 TRAIN_CLIPS = 4

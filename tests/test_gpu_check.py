@@ -17,6 +17,8 @@ import gpu_check  # noqa: E402
 import gpu_memory  # noqa: E402
 import report  # noqa: E402
 
+pytestmark = pytest.mark.benchmarks
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):

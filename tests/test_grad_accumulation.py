@@ -9,6 +9,8 @@ from datasets import load_from_disk
 from fixtures.tiny_runs import prepared_run, tiny_model_dir
 from helpers.train.trainer import build_trainer, load_training_model
 
+pytestmark = pytest.mark.integration
+
 
 def equal_length_labels(dataset):
     """The clips with their labels cut to the shortest one's length: Whisper's loss is a mean

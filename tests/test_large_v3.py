@@ -16,6 +16,8 @@ from helpers.model.architectures import ARCHITECTURES
 from helpers.footprint.count import count_footprint, lora_settings
 from helpers.footprint.__main__ import main
 
+pytestmark = pytest.mark.unit
+
 D, F = 1280, 5120                 # large-v2/v3/turbo width and feed-forward width
 TEXT_POSITIONS, FRAMES = 448, 1500
 
@@ -143,6 +145,7 @@ def test_blog_v3_turbo_is_the_recipe_on_turbo_with_an_fp16_base():
         {k: v for k, v in vars(blog).items() if k not in same}
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the fp16 base stays fp16 (test_gpu.py)")
 def test_an_fp16_base_trains_in_fp32_on_a_cpu(tmp_path):
     """The preset's precision on a CPU: fp32 with a warning, and a LoRA step runs (a float16

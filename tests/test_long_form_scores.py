@@ -4,6 +4,8 @@ import pytest
 
 from helpers.evaluate.scoring import score_long_form
 
+pytestmark = pytest.mark.unit
+
 
 def recording(name, *sentences):
     return {"path": f"/set/{name}.wav", "text": "a b", "duration": 60.0,

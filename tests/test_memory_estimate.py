@@ -20,6 +20,8 @@ from helpers.footprint import estimate as me
 from helpers.footprint.measure import LiveTensorBytes
 from helpers.footprint.count import count_footprint, lora_settings
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARK = REPO / "benchmarks" / "gpu_memory.py"
 RSS_BOUND = 0.35       # predicted vs measured peak RSS (allocator constants calibrated here)
@@ -86,6 +88,7 @@ def predicted(source, method, checkpointing, batch_size=1, label_length=32):
     ("full_fp16", "none"), ("full_fp16", "non-reentrant"), ("lora_8bit", "none"),
     ("lora_8bit", "non-reentrant"), ("lora_8bit", "reentrant"), ("lora_4bit", "non-reentrant"),
 ])
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_tensor_model_matches_a_real_step(random_dir, method, checkpointing):
     forward, peak = counted_step(method, str(random_dir), checkpointing)
     guess = predicted(random_dir, method, checkpointing)
@@ -108,6 +111,7 @@ def test_8bit_layers_defeat_non_reentrant_checkpointing(random_dir):
     assert guess["non-reentrant"] > 1.5 * guess["reentrant"]
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 def test_cpu_peak_rss_of_embedded_lora_8bit_training(tmp_path):
     """Predicted vs measured peak RSS of tiny.en (embedded), LoRA on 8 bits, batch 2 and 8."""
     out = tmp_path / "cpu.json"
@@ -127,6 +131,7 @@ def test_cpu_peak_rss_of_embedded_lora_8bit_training(tmp_path):
         assert abs(row["error"]) <= RSS_BOUND, row
 
 
+@pytest.mark.integration  # slower than the unit tier allows (make test-fast)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_benchmark_says_clearly_that_it_needs_cuda():
     proc = subprocess.run([sys.executable, str(BENCHMARK), "--model", "tiny.en"], cwd=REPO,

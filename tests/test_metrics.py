@@ -8,6 +8,8 @@ from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
 from helpers.metrics import error_rates, normalize_text
 
+pytestmark = pytest.mark.unit
+
 HINDI = "क्या आप हिंदी बोलते हैं?"
 MARATHI = "महाराष्ट्राची राजधानी मुंबई आहे."
 

@@ -16,6 +16,8 @@ from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 from helpers.model import ct2, load as models
 from helpers.audio import load_audio
 
+pytestmark = pytest.mark.integration
+
 CV_MINI = Path(__file__).resolve().parents[1] / "data" / "cv-mini" / "en"
 SOT_EN, EOT_EN = 50257, 50256
 SOT, HI, TRANSCRIBE, NOTIMESTAMPS = 50258, 50276, 50359, 50363

@@ -8,6 +8,8 @@ from conftest import SMOKE_PARAMETERS
 from helpers.demo import notebook_paths, run_notebook, summary_lines
 from helpers.run import RunDir
 
+pytestmark = pytest.mark.notebooks
+
 METRIC_KEYS = ("base_wer", "finetuned_wer", "base_cer", "finetuned_cer", "raw_base_wer",
                "raw_finetuned_wer", "n_test", "train_steps", "trainable_params", "total_params",
                "adapter_bytes", "train_seconds", "peak_memory_bytes")

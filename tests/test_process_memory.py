@@ -1,9 +1,12 @@
 """helpers.footprint.process_memory: a worker's peak RSS is its own, resettable, and split anon/file."""
+import pytest
 import subprocess
 import sys
 from pathlib import Path
 
 from helpers.footprint.process_memory import peak_rss_bytes, reset_peak_rss, rss_parts
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20

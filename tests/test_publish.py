@@ -17,11 +17,12 @@ from huggingface_hub import ModelCard, constants
 
 from fixtures.hub_cache import cache_folder, cache_repo
 from fixtures.hub_standin import StandInHfApi
-from fixtures.tiny_runs import trained_embedded_run
 from helpers.publish import __main__ as publish
 from helpers.publish import card as card_module
 from helpers.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, resolve_adapter
 from helpers.run import RunDir
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "colab_standin"
@@ -42,9 +43,9 @@ def copy_run(source: RunDir, root: Path, name: str) -> RunDir:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The shared 2-step embedded run (tests/fixtures/tiny_runs.py), as (RunDir, RunConfig)."""
-    run, config, _ = trained_embedded_run(tmp_path_factory.getbasetemp())
+def trained(trained_embedded):
+    """The shared 2-step embedded run (tests/conftest.py trained_embedded), as (RunDir, RunConfig)."""
+    run, config, _ = trained_embedded
     return run, config
 
 

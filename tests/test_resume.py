@@ -18,6 +18,8 @@ from helpers.files import REPO_ROOT
 from helpers.run import RunDir
 from helpers.train.checkpoints import (CHECKPOINT_FILES, is_complete_checkpoint, last_complete_checkpoint, prepare_output, remove_partial_files)
 
+pytestmark = pytest.mark.integration
+
 STEPS, SAVE_EVERY = 6, 2
 
 

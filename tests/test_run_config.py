@@ -7,6 +7,8 @@ import pytest
 from helpers.config import PRESETS, make_config, stage_config, start_run
 from helpers.run import MissingStageError, RunDir
 
+pytestmark = pytest.mark.unit
+
 
 def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):
     run = RunDir("r", tmp_path)

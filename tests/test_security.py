@@ -1,5 +1,6 @@
 """Security: weights only from safetensors (pickles on opt-in only), trust_remote_code never
 set, and no Hugging Face token ever written to the run directory, a log or a notebook."""
+import pytest
 import json
 import os
 import re
@@ -11,6 +12,8 @@ import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from helpers.model import load as models
+
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("helpers", "notebooks", "scripts", "colab", "benchmarks")  # what users run

@@ -11,6 +11,8 @@ from helpers.model.load import load_processor
 from helpers.data.streaming import stream_features, streaming_dataset, training_rows
 from helpers.train.trainer import run_training
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def processor():

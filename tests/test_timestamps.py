@@ -12,6 +12,8 @@ from helpers.data.features import prepare_features
 from helpers.data.streaming import stream_features
 from helpers.data.timestamps import (snap_timestamp, speech_end, timestamp_flags, timestamp_labels, timestamp_token)
 
+pytestmark = pytest.mark.unit
+
 RATE = 16_000
 SENTENCES = ["Hello there.", "A second clip.", "Three words here.", "Four clips in all."]
 

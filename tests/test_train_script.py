@@ -16,6 +16,8 @@ from helpers.train.__main__ import main, parse_overrides
 from helpers.train.checkpoints import is_complete_checkpoint
 from helpers.train.trainer import load_training_model
 
+pytestmark = pytest.mark.integration
+
 
 def free_port() -> int:
     with socket.socket() as sock:

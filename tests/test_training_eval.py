@@ -8,12 +8,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from fixtures.tiny_runs import prepared_run, tiny_model_dir, trained_embedded_run
+from fixtures.tiny_runs import prepared_run, tiny_model_dir
 from helpers.model.adapters import attach_adapter
 from helpers.data.corpora import load_corpus
 from helpers.evaluate.scoring import predict, score
 from helpers.model.load import load_model
 from helpers.train.trainer import (WerCallback, build_trainer, load_training_model, train, transcription_wer)
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,8 @@ def test_wer_callback_resumes_its_best_and_keeps_ranks_in_step(tmp_path):
     assert not control.should_log
 
 
-def test_wer_is_logged_with_the_loss_and_is_the_real_transcription_wer(tmp_path_factory):
-    run, config, metrics = trained_embedded_run(tmp_path_factory.getbasetemp())
+def test_wer_is_logged_with_the_loss_and_is_the_real_transcription_wer(trained_embedded):
+    run, config, metrics = trained_embedded
     log = run.read_json("train_log.json", "04")
     assert [entry["step"] for entry in log] == [1, 2]
     assert all({"loss", "eval_wer", "eval_cer", "eval_raw_wer"} <= set(entry) for entry in log)
@@ -97,8 +99,8 @@ def test_wer_is_logged_with_the_loss_and_is_the_real_transcription_wer(tmp_path_
     assert metrics["best_eval_wer"] == min(entry["eval_wer"] for entry in log)
 
 
-def test_best_adapter_is_the_checkpoint_with_the_lowest_wer(tmp_path_factory):
-    run, _, metrics = trained_embedded_run(tmp_path_factory.getbasetemp())
+def test_best_adapter_is_the_checkpoint_with_the_lowest_wer(trained_embedded):
+    run, _, metrics = trained_embedded
     best_step = metrics["best_eval_step"]
     kept = load_file(str(run.path / "adapter_best" / "adapter_model.safetensors"))
     at_best = load_file(str(run.checkpoints_dir / f"checkpoint-{best_step}" / "adapter_model.safetensors"))

@@ -1,8 +1,11 @@
 """`python -m helpers.transcribe` on the embedded model, with and without an adapter."""
+import pytest
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = sorted((ROOT / "data" / "cv-mini" / "en" / "clips").glob("*.mp3"))

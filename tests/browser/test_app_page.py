@@ -18,6 +18,8 @@ from page import AppPage, chromium, serve_page  # noqa: E402
 
 from helpers.app import BASE_ONLY, FINETUNED_ONLY, word_diff
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "data" / "cv-mini" / "en" / "clips" / "common_voice_en_39721904.mp3"  # test split
 
