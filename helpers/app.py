@@ -47,20 +47,10 @@ from helpers.audio import (
 from helpers.metrics import normalize_text
 
 DEFAULT_ADAPTER = "runs/demo/adapter"  # what `make demo` trains
-
-
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 opens the page to the network
-
-
 DEFAULT_PORT = 7860         # gradio's usual port
-
-
 MAX_PAGE_SECONDS = WINDOW_SECONDS  # one Whisper window (30 s); longer audio is refused, not cut
-
-
 MAX_UPLOAD = "20mb"  # gradio refuses larger uploads (30 s of 48 kHz stereo float WAV: 11.5 MB)
-
-
 REQUIREMENTS_APP = Path(__file__).resolve().parent.parent / "requirements-app.txt"
 
 

@@ -15,17 +15,9 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16_000  # Whisper's feature extractor expects 16 kHz input
-
-
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-
-
 SILENCE_PEAK = 10 ** (-60 / 20)  # peak below -60 dBFS: no audible speech (about 0.001)
-
-
 TRUNCATED_FRACTION = 0.9  # fewer decoded frames than this share of the header's: cut short
-
-
 _HOW_TO_FIX = ("Re-encode it to one of " + ", ".join(AUDIO_EXTENSIONS)
                + " (e.g. `ffmpeg -i IN -ar 16000 OUT.wav`) or remove it from the corpus.")
 
@@ -131,8 +123,6 @@ def _header_frames(path: Path) -> int:
 
 
 WINDOW_SECONDS = 30  # Whisper's input window
-
-
 WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
 
 
@@ -143,8 +133,6 @@ FRAME_SECONDS, HOP_SECONDS = 0.02, 0.01
 
 
 SPEECH_RANGE_DB = 40.0
-
-
 NOISE_MARGIN_DB = 12.0
 
 

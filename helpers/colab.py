@@ -18,11 +18,7 @@ import sys
 from pathlib import Path
 
 DRIVE_MOUNT_ENV = "WHISPER_LORA_DRIVE_MOUNT"
-
-
 COLAB_DRIVE_MOUNT = "/content/drive"  # where Colab mounts Google Drive
-
-
 PROJECT_FOLDER = "whisper-lora-8bit"  # our folder in MyDrive: runs/ and corpora/
 
 

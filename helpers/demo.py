@@ -21,8 +21,6 @@ from helpers.files import REPO_ROOT
 from helpers.run import RunDir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-
 RUN_NAMES = {"embedded": "demo", "embedded-hindi": "demo-hindi"}  # default run per preset
 
 

@@ -18,8 +18,6 @@ from typing import Iterator
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_CORPUS = REPO_ROOT / "data" / "cv-mini" / "en"  # the embedded English corpus (espeak-ng)
 EMBEDDED_HINDI_CORPUS = REPO_ROOT / "data" / "cv-mini" / "hi"  # its Hindi sibling
-
-
 CORPORA_ENV = "WHISPER_LORA_CORPORA"
 
 

@@ -30,14 +30,8 @@ from helpers.data.fetch import FLEURS_PREFIX, source_name
 from helpers.files import corpora_root, write_bytes_atomic
 
 FLEURS_PARQUET = "hf://datasets/google/fleurs@refs/convert/parquet"  # the Hub's Parquet conversion
-
-
 FLEURS_URL_ENV = "WHISPER_LORA_FLEURS_URL"  # another base holding <config>/<split>/*.parquet (tests)
-
-
 FLEURS_SPLITS = {"train": "train", "dev": "validation", "validation": "validation", "test": "test"}
-
-
 FLEURS_TEXT = "transcription"  # FLEURS' normalized transcript; "raw_transcription" keeps case and punctuation
 
 
@@ -83,17 +77,9 @@ logger = logging.getLogger(__name__)
 # order (a clip is decoded only once its header passed: a corrupt or cut-short body is then
 # unreadable_audio too). The summary CLI prints every reason, so new ones are appended.
 CV_REQUIRED = ("path", "sentence")  # columns a Common Voice TSV must have
-
-
 FILE_COLUMNS = ("file_name", "path", "audio", "file")  # audio-folder CSV: file column
-
-
 TEXT_COLUMNS = ("sentence", "text", "transcription", "transcript", "normalized_text")
-
-
 CV_SPLITS_HINT = "train, dev, test, validated, other, invalidated"
-
-
 AUDIO_CACHE = Path(os.environ.get("WHISPER_LORA_AUDIO_CACHE",
                                   Path.home() / ".cache" / "whisper-lora-8bit" / "audio"))
 

@@ -24,14 +24,8 @@ from pathlib import Path
 from helpers.files import corpora_root, remove_leftovers, staging_dir
 
 MDC_PREFIX = "mdc:"
-
-
 FLEURS_PREFIX = "fleurs:"
-
-
 MDC_KEY = "MDC_API_KEY"  # the environment variable (and Colab secret) the client reads
-
-
 MDC_SITE = "https://mozilladatacollective.com"
 
 

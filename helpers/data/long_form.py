@@ -23,8 +23,6 @@ MANIFEST = "long_form.jsonl"
 
 # build_long_form_set: pauses between sentences, and the noise they are filled with
 PAUSE_SECONDS = (0.3, 2.5)
-
-
 PAUSE_NOISE_RMS = 10 ** (-70 / 20)  # -70 dBFS: room tone far below speech, not digital zero
 
 

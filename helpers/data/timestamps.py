@@ -30,11 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 TIME_PRECISION = 0.02  # seconds per timestamp token: <|0.00|>, <|0.02|>, ... <|30.00|>
-
-
 MAX_TIMESTAMP = 30.0   # Whisper's window: the last timestamp token
-
-
 FLAG_COLUMN = "timestamps"  # bool column: this row gets timestamp labels
 
 

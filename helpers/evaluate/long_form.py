@@ -9,8 +9,6 @@ from __future__ import annotations
 # ---------------------------------------------------------------- notebook 06's long-form check
 
 LONG_FORM_PREDICTION = "long_form/prediction.json"  # notebook 05: its recording and the fine-tuned transcript
-
-
 LONG_FORM_BASE = "long_form/base_prediction.json"   # notebook 06: the base model's transcript of it
 
 

@@ -20,8 +20,6 @@ CT2_QUANTIZATIONS = ("float32", "float16", "int8", "int8_float16", "int8_float32
 # ctranslate2 4.8 on a prompt of 2 tokens: max_length 10, 50, 130, 200, 448 gave 5, 25, 65,
 # 100, 224 tokens. So max_length=2N for N new tokens.
 CT2_LENGTH_FACTOR = 2
-
-
 NOT_PROCESSOR_FILES = ("config.json", "generation_config.json", "model.safetensors")
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 # of a training step (helpers.footprint.estimate).
 
 SAFETENSORS_DTYPES = {"fp32": ("F32", 4), "fp16": ("F16", 2), "bf16": ("BF16", 2)}
-
-
 SAFETENSORS_METADATA = {"format": "pt"}   # what PEFT's save_pretrained writes
 
 

@@ -85,24 +85,14 @@ import re
 from dataclasses import dataclass
 
 METHODS = ("full_fp16", "lora_fp16", "lora_8bit", "lora_4bit")
-
-
 CHECKPOINTING = ("none", "non-reentrant", "reentrant")
-
-
 DEVICES = ("cuda", "cpu")
-
-
 LABEL_LENGTH = 64            # typical label tokens of a Common Voice sentence (prefix + text + eos)
 
 
 # Assumptions and calibration constants (see the module docstring).
 RESERVED_FACTOR = 1.10       # assumption: CUDA caching allocator, reserved / allocated at the peak
-
-
 CUDA_CONTEXT_BYTES = 400e6   # assumption: CUDA context + cuBLAS workspace, outside torch's counters
-
-
 CPU_RUNTIME_BYTES = 500e6    # measured here: RSS after imports + load_model("embedded", "8bit")
 
 

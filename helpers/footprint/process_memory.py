@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 STATUS = Path("/proc/self/status")
-
-
 _KIB_FIELDS = {"VmHWM:": "peak_rss_bytes", "RssAnon:": "rss_anon_bytes",
                "RssFile:": "rss_file_bytes"}
 

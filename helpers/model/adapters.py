@@ -13,11 +13,7 @@ from helpers.config import LoraSettings
 from helpers.files import staging_dir
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
-
 ADAPTER_CONFIG = "adapter_config.json"
-
-
 PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
 
 

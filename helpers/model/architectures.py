@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SOURCE_POSITIONS = 1500   # encoder frames after the stride-2 conv: 30 s of audio
-
-
 TARGET_POSITIONS = 448    # decoder positions (longest label sequence)
 
 
@@ -135,8 +133,6 @@ def meta_peft(model, lora):
 # ---------------------------------------------------------------- random-weight models on disk
 
 TINY_TEMPLATE_ENV = "WHISPER_LORA_TINY_TEMPLATE"  # a folder made by write_tiny_template
-
-
 TINY_TEMPLATE_FILES = ("config.json", "generation_config.json", "tokenizer.json")
 
 

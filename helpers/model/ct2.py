@@ -19,17 +19,9 @@ import numpy as np
 from helpers.files import atomic_file
 
 SUPPORTED_VERSIONS = (4, 5, 6)  # versions whose reading layout is identical
-
-
 MAX_RANK = 8  # CTranslate2 stores at most 3-D tensors; numpy cannot hold more than 64 dims
-
-
 WRITE_VERSION = 6
-
-
 DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
-
-
 DTYPE_IDS = {np.dtype(v): k for k, v in DTYPES.items() if v != "bfloat16"}
 
 
@@ -290,8 +282,6 @@ def write_model_bin(path, variables: dict, aliases: dict | None = None,
 # ---------------------------------------------------------------- Whisper name mapping
 
 GELU = 3  # CTranslate2 ActivationType::GELU, what Whisper uses
-
-
 PROJECTION_ALIAS = {"decoder/projection/weight": "decoder/embeddings/weight"}
 
 

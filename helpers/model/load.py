@@ -27,14 +27,8 @@ from transformers import WhisperProcessor
 from helpers.model import ct2
 
 PRECISIONS = ("8bit", "4bit", "fp16", "fp32")
-
-
 EMBEDDED = "embedded"  # OpenAI tiny.en (English-only), CTranslate2 format
-
-
 EMBEDDED_BASE = "embedded-base"  # OpenAI base (multilingual), CTranslate2 format in 2 parts
-
-
 SOURCE_KINDS = (
     f'"{EMBEDDED}" (tiny.en), "{EMBEDDED_BASE}" (multilingual base), a Hugging Face Hub id '
     '(e.g. "openai/whisper-large-v2"), a local Hugging Face model directory '
@@ -43,14 +37,8 @@ SOURCE_KINDS = (
 
 
 CACHE_ENV = "WHISPER_LORA_CACHE"
-
-
 TASKS = ("transcribe", "translate")
-
-
 PICKLE_ENV = "WHISPER_LORA_ALLOW_PICKLE"  # "1": also load pickled weights (only files you trust)
-
-
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # torch.save formats: loading runs code
 
 

@@ -33,8 +33,6 @@ from helpers.publish.card import (
 )
 
 TOKEN_ENV = "HF_TOKEN"
-
-
 PUSHED_FILES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md"]  # all that goes to the Hub
 
 

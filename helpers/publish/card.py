@@ -15,14 +15,8 @@ from helpers.model.adapters import ADAPTER_WEIGHTS, read_adapter_config, split_h
 
 # The license OpenAI's Whisper checkpoints carry on the Hub (openai/whisper-*); --license changes it.
 DEFAULT_LICENSE = "apache-2.0"
-
-
 PROJECT = "whisper-lora/whisper-lora-8bit"  # the GitHub repository (as in notebooks/src/_setup.py)
-
-
 PROJECT_URL = f"https://github.com/{PROJECT}"
-
-
 TEST_KEYS = ("base_wer", "base_cer", "finetuned_wer", "finetuned_cer",
              "raw_base_wer", "raw_finetuned_wer", "n_test")  # written by notebook 06
 

@@ -96,8 +96,6 @@ def prepare_output(run: RunDir, resume: bool = False) -> Path | None:
 
 
 BEST_ADAPTER = "adapter_best"  # run/adapter_best/: the adapter with the lowest training-time WER
-
-
 STAGE_FILES = ("adapter", BEST_ADAPTER, "train_log.json", "metrics.json", "eval_clips.jsonl")
 
 
