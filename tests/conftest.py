@@ -66,6 +66,7 @@ def tier_of(item) -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """Refuse a test without a tier; keep each file (and each shared fixture's users) on one
     xdist worker; skip the gpu tests, saying why, where no CUDA GPU is visible."""
