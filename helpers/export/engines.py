@@ -191,6 +191,11 @@ def transcribe_audio(model, audio, options: EngineOptions) -> list[dict]:
     return [segment_dict(segment, options.word_timestamps) for segment in segments]
 
 
+def engine_text(segments: list[dict]) -> str:
+    """The text of an engine's segments, joined by spaces."""
+    return " ".join(segment["text"] for segment in segments if segment["text"])
+
+
 def transcribe_files(model, paths: list[Path], options: EngineOptions, progress: bool = True
                      ) -> Iterator[tuple[Path, dict | None, str | None]]:
     """Yield (path, result, error) per path, in order: result {"path", "text"} for a clip up
@@ -207,7 +212,7 @@ def transcribe_files(model, paths: list[Path], options: EngineOptions, progress:
         except AudioError as error:
             yield path, None, str(error)
             continue
-        result = {"path": str(path), "text": " ".join(s["text"] for s in segments if s["text"])}
+        result = {"path": str(path), "text": engine_text(segments)}
         if seconds > WINDOW_SECONDS or options.timestamps or options.word_timestamps:
             result["segments"] = segments
         bar.update(round(seconds, 1))

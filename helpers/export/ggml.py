@@ -193,3 +193,22 @@ def export_ggml(adapter_dir, out_file, quantization: str = "f16", model_source=N
 
     model, processor = merged_model(adapter_dir, model_source, language, task)
     return write_ggml(model, processor, out_file, quantization)
+
+
+# ------------------------------------------------------------------ run by whisper.cpp
+def load_whisper_cpp(model_file, threads: int = 2):
+    """pywhispercpp's Model on `model_file` (whisper.cpp's default decoding: greedy with its
+    temperature fallback), its log lines kept off the terminal."""
+    try:
+        from pywhispercpp.model import Model
+    except ImportError:
+        raise RuntimeError("whisper.cpp is run through pywhispercpp, an optional dependency: "
+                           "pip install -r requirements-engines.txt (or `make engines`)") from None
+    return Model(str(model_file), n_threads=threads, print_progress=False,
+                 print_realtime=False, redirect_whispercpp_logs_to=None)
+
+
+def whisper_cpp_segments(model, audio) -> list[dict]:
+    """whisper.cpp's segments of 16 kHz samples (any length): [{"start", "end" (s), "text"}]."""
+    return [{"start": segment.t0 / 100, "end": segment.t1 / 100, "text": segment.text.strip()}
+            for segment in model.transcribe(np.asarray(audio, dtype=np.float32))]
