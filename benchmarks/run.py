@@ -10,7 +10,9 @@
 Benchmarks (each in benchmarks/bench_*.py):
 1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
 2. data_preparation: Common Voice MP3 -> features on disk, ours vs the recipe's way
-3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32
+3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32, faster-whisper int8
+   (with and without VAD and its batched pipeline), whisper.cpp f16 / q8_0; clips and a long
+   recording, each way in its own process (peak memory); needs requirements-engines.txt
 4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit (tiny.en, and
    small.en with random weights, where weights rather than activations dominate)
 5. forgetting (only with --only forgetting; 50 minutes measured on 2 shared cores): the multilingual base
@@ -52,6 +54,7 @@ class Sizes:
     prep_clips: int = 340           # train clips prepared both ways (all of cv-mini's train)
     prep_num_proc: int = 2          # our map's worker processes (2 cores)
     inference_clips: int = 24       # test clips transcribed by each way
+    inference_long: tuple = (150, 180)  # seconds of the long recording each way transcribes
     curve_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     curve_steps: int = 1            # memory peaks in the first step (optimizer state made there)
     larger_model: str = "small.en"  # random weights: where weights, not activations, dominate
@@ -72,6 +75,7 @@ class Sizes:
 
 FULL = Sizes()
 QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference_clips=1,
+              inference_long=(8, 12),
               curve_batches=[1], larger_model="tiny", larger_batches=[1],
               forget_steps=1, forget_batch=1, forget_hindi_clips=1, forget_english_clips=1,
               long_steps=1, long_batch=1, long_recordings=1, long_short_clips=1,
@@ -139,7 +143,8 @@ def main(argv=None) -> int:
     if "data_preparation" in args.only:
         bench_dataprep.run(args.out, sizes.prep_clips, sizes.prep_num_proc)
     if "inference" in args.only:
-        bench_inference.run(args.out, inference_adapter(args, trained), sizes.inference_clips)
+        bench_inference.run(args.out, inference_adapter(args, trained), sizes.inference_clips,
+                            sizes.inference_long)
     if "memory_curve" in args.only:
         methods = args.out / "training_methods.json"
         known = json.loads(methods.read_text())["results"] if methods.is_file() else None
