@@ -7,7 +7,8 @@ Our path and CTranslate2 directly:
 - `ct2_int8`, `ct2_float32`: the merged model converted for CTranslate2
   (helpers.export.ctranslate2.export_ct2, stored float32) and run with that compute type.
 The engines users deploy to, on the same exports (requirements-engines.txt):
-- `faster_whisper_int8`: faster-whisper 1.2.1, int8, its default decoding but beam size 1.
+- `faster_whisper_float32`, `faster_whisper_int8`: faster-whisper 1.2.1, that compute type, its
+  default decoding but beam size 1.
 - `faster_whisper_int8_vad`: the same with its Silero VAD; the long recording goes through its
   batched pipeline (the speech cut at pauses, 8 pieces at a time).
 - `whisper_cpp_f16`, `whisper_cpp_q8_0`: whisper.cpp (pywhispercpp) on the `--to ggml` file,
@@ -35,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import loadavg, run_worker, test_clips, write_result  # noqa: E402
 
 BATCH = 8
-WAYS = ("8bit_adapter", "merged_fp32", "ct2_int8", "ct2_float32", "faster_whisper_int8",
-        "faster_whisper_int8_vad", "whisper_cpp_f16", "whisper_cpp_q8_0")
+WAYS = ("8bit_adapter", "merged_fp32", "ct2_int8", "ct2_float32", "faster_whisper_float32",
+        "faster_whisper_int8", "faster_whisper_int8_vad", "whisper_cpp_f16", "whisper_cpp_q8_0")
 OUR_WAYS = ("8bit_adapter", "merged_fp32")  # the rows the engines are compared with
 LONG_SECONDS = (150, 180)  # the long recording: test clips joined into 2.5-3 minutes
 THREADS = 2  # whisper.cpp's threads (the machine's cores); torch and CTranslate2 take all cores
@@ -106,7 +107,7 @@ def engine_way(way: str, exports: dict):
         return (lambda some: ct2_transcribe(exports["ct2"], [x["path"] for x in some],
                                             compute_type=compute, batch_size=BATCH), None, "cpu")
     if way.startswith("faster_whisper"):
-        model = load_faster_whisper(exports["ct2"], "8bit")
+        model = load_faster_whisper(exports["ct2"], "fp32" if "float32" in way else "8bit")
         options = EngineOptions(vad=way.endswith("_vad"), batch_size=BATCH)
         segments = lambda path: transcribe_audio(model, load_audio(path), options)  # noqa: E731
     else:

@@ -6,6 +6,7 @@ FIGURES = "../benchmarks/results"  # as report.FIGURES: the charts, relative to 
 WAY_NAMES = {"8bit_adapter": "8-bit base + adapter (PEFT), ours",
              "merged_fp32": "merged, fp32 (transformers), ours",
              "ct2_int8": "CTranslate2 export, int8 compute", "ct2_float32": "CTranslate2 export, float32 compute",
+             "faster_whisper_float32": "faster-whisper, float32",
              "faster_whisper_int8": "faster-whisper, int8",
              "faster_whisper_int8_vad": "faster-whisper, int8, VAD (long: batched pipeline)",
              "whisper_cpp_f16": "whisper.cpp, f16", "whisper_cpp_q8_0": "whisper.cpp, q8_0"}

@@ -53,7 +53,7 @@ class Sizes:
     wer_clips: int = 16             # test clips transcribed after training
     prep_clips: int = 340           # train clips prepared both ways (all of cv-mini's train)
     prep_num_proc: int = 2          # our map's worker processes (2 cores)
-    inference_clips: int = 24       # test clips transcribed by each way
+    inference_clips: int = 80       # test clips transcribed by each way (all of cv-mini's test)
     inference_long: tuple = (150, 180)  # seconds of the long recording each way transcribes
     curve_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     curve_steps: int = 1            # memory peaks in the first step (optimizer state made there)
