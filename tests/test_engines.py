@@ -148,3 +148,22 @@ def test_page_runs_both_models_in_faster_whisper(adapter, clips, tmp_path, monke
     assert result.message.endswith("of audio transcribed.")
     assert "".join(text for text, _ in result.finetuned).strip()
     assert "".join(text for text, _ in result.base).strip()
+
+
+def test_our_decoding_features_are_faster_whispers(clips):
+    """Our decoding pads as faster-whisper does: its own feature extractor, on the same samples,
+    gives the same 80 x 3000 input (the STFTs differ by float rounding: numpy's against torch's)."""
+    import numpy as np
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from helpers.data.features import inference_features
+    from helpers.model.load import load_processor
+
+    extractor = load_processor("embedded").feature_extractor
+    theirs = FeatureExtractor()
+    for clip in clips[:4]:
+        features = theirs(clip["audio"])
+        expected = pad_or_trim(features[:, :features.shape[-1] - 1])  # transcribe's content frames
+        ours = inference_features([clip["audio"]], extractor)[0]
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=5e-5)
