@@ -152,6 +152,7 @@ class EngineOptions:
     language: str | None = None    # Whisper's name or code (multilingual models)
     task: str = "transcribe"
     beam_size: int = 1             # greedy, as our own path decodes
+    fallback: bool = True          # faster-whisper's temperature fallback (False: greedy only)
 
 
 def decode_options(options: EngineOptions) -> dict:
@@ -160,7 +161,8 @@ def decode_options(options: EngineOptions) -> dict:
     from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
     language = canonical_language(options.language)
-    return {"beam_size": options.beam_size, "word_timestamps": options.word_timestamps,
+    fallback = {} if options.fallback else {"temperature": 0.0}
+    return {**fallback, "beam_size": options.beam_size, "word_timestamps": options.word_timestamps,
             "vad_filter": options.vad, "task": options.task,
             "language": TO_LANGUAGE_CODE[language] if language else None}
 
@@ -255,7 +257,7 @@ def run_engine(args, files: list[Path], errors: list[str]) -> int:
         return 2
     options = EngineOptions(vad=args.vad, word_timestamps=args.word_timestamps,
                             timestamps=args.timestamps, batch_size=args.batch_size,
-                            language=args.language)
+                            language=args.language, fallback=not args.no_fallback)
     for path, result, error in transcribe_files(model, files, options):
         if error:
             errors.append(error)
