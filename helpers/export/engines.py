@@ -186,8 +186,10 @@ def transcribe_audio(model, audio, options: EngineOptions) -> list[dict]:
     if options.vad and len(audio) > WINDOW_SECONDS * SAMPLE_RATE:
         from faster_whisper import BatchedInferencePipeline
 
+        # timestamps on: segments end where the model ends them, as in the sequential path
+        # (the batched pipeline's default gives one segment per VAD piece of up to 30 s)
         segments, _ = BatchedInferencePipeline(model).transcribe(
-            audio, batch_size=options.batch_size, **keywords)
+            audio, batch_size=options.batch_size, without_timestamps=False, **keywords)
     else:
         segments, _ = model.transcribe(audio, **keywords)
     return [segment_dict(segment, options.word_timestamps) for segment in segments]
