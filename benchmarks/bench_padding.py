@@ -124,6 +124,13 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, clip_count: int = 80,
         recording = build_long_form_from_clips(clips, tmp / "recording", count=1,
                                                min_seconds=long_seconds,
                                                max_seconds=long_seconds + 10, seed=SEED)[0]
+        settings = {"model": "embedded (tiny.en)", "corpus": "data/cv-mini/en",
+                    "clips": len(clips), "long_form_seconds": round(recording["duration"], 1),
+                    "train_steps": steps, "train_batch": batch,
+                    "zero_padding_shares": list(shares), "seed": SEED,
+                    "ours": "fp32, the adapter merged, Whisper's temperature fallback",
+                    "faster_whisper": "1.2.1, float32, beam size 1, its other defaults",
+                    "whisper_cpp": "pywhispercpp (whisper.cpp), f16 ggml, its default decoding"}
         print("[padding] the base ...", file=sys.stderr, flush=True)
         results["base"] = measure(None, clips, recording, tmp / "base")
         for share in shares:
@@ -135,10 +142,6 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, clip_count: int = 80,
             results[row_name(share)] = {"zero_padding_share": share,
                                         "train_seconds": training["train_seconds"],
                                         **measure(adapter, clips, recording, tmp / row_name(share))}
-    settings = {"model": "embedded (tiny.en)", "corpus": "data/cv-mini/en", "clips": len(clips),
-                "long_form_seconds": round(recording["duration"], 1), "train_steps": steps,
-                "train_batch": batch, "zero_padding_shares": list(shares), "seed": SEED,
-                "ours": "fp32, the adapter merged, Whisper's temperature fallback",
-                "faster_whisper": "1.2.1, float32, beam size 1, its other defaults",
-                "whisper_cpp": "pywhispercpp (whisper.cpp), f16 ggml, its default decoding"}
-    return write_result(out_dir, "padding", settings, results, started, load)
+            # written after every row: a long run stopped halfway keeps what it measured
+            path = write_result(out_dir, "padding", settings, results, started, load)
+    return path
