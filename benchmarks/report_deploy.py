@@ -27,6 +27,8 @@ def fastest_line(results: dict, key: str, label: str) -> str:
         return row["real_time_factor"] if row and results[way].get("device") == "cpu" else None
 
     timed = {way: rtf(way) for way in results if rtf(way) is not None}
+    if not timed:
+        return f"- {label.capitalize()}: not measured in this file."
     best = min(timed, key=timed.get)
     field = "real_time_factor" if key == "clips" else "long_form.real_time_factor"
     ours = [f"**{timed[way] / timed[best]:.1f}x** (inference.json results.{way}.{field} / "
