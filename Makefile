@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-hindi test test-fast test-browser app gpu-check venv clean-venv
+.PHONY: demo demo-hindi test test-fast test-browser app engines gpu-check venv clean-venv
 
 venv: $(STAMP)
 
@@ -24,9 +24,20 @@ demo: $(STAMP)
 demo-hindi: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m helpers.demo --preset embedded-hindi --run-name demo-hindi
 
+# faster-whisper and whisper.cpp (pywhispercpp), the engines users deploy to: optional for
+# `--engine faster-whisper` and `--to ggml` quantized; `make test` installs them (their tests
+# and benchmark rows run them for real).
+ENGINES_STAMP := $(VENV)/.installed-engines
+
+$(ENGINES_STAMP): requirements-engines.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-engines.txt
+	touch $(ENGINES_STAMP)
+
+engines: $(ENGINES_STAMP)
+
 # The whole suite (every tier but browser) on two pytest-xdist workers; the tests of one file,
 # and those sharing a session run (tests/conftest.py SHARED_FIXTURES), stay on one worker.
-test: $(STAMP)
+test: $(STAMP) $(ENGINES_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadgroup --durations=20 tests
 
 # The unit tier alone, for development: pure functions and tiny random models (under 3 minutes).

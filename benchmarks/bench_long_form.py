@@ -69,11 +69,13 @@ def row_name(share: float) -> str:
 
 def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: int = 30,
                   batch: int = 8, train_clips: int | None = None, corpus: Path = CORPUS,
-                  precision: str = "8bit") -> tuple[Path, dict]:
+                  precision: str = "8bit", settings: dict | None = None,
+                  name: str | None = None) -> tuple[Path, dict]:
     """Notebooks 01 and 04 for one TIMESTAMP_SHARE: the `embedded` preset with `model`,
     `corpus` and `precision`, `steps` steps of batch `batch` (no WER during training, no
     checkpoints) in
-    `workdir`/<row name>/. Returns (adapter folder, {"timestamp_share", "train_seconds",
+    `workdir`/<name, default the row name>/; `settings`: more RunConfig overrides.
+    Returns (adapter folder, {"timestamp_share", "train_seconds",
     "final_loss", "timestamped_clips", "train_clips"})."""
     from datasets import load_from_disk
 
@@ -82,14 +84,15 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
     from helpers.data.prepare import prepare_run_data
     from helpers.train.trainer import run_training
 
-    run, config = start_run(row_name(share), "embedded", workdir, model=model,
+    name = name or row_name(share)
+    run, config = start_run(name, "embedded", workdir, **(settings or {}), model=model,
                             corpus=str(corpus), precision=precision, timestamp_share=share,
                             max_steps=steps, batch_size=batch, max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
                             logging_steps=max(1, min(5, steps)))
     prepare_run_data(config, run, load_processor(config.model))
     features = load_from_disk(str(run.features_dir("train")))
     flagged = sum(features["timestamps"]) if "timestamps" in features.column_names else 0
-    print(f"[long_form] training {row_name(share)}: {steps} steps of batch {batch} ...",
+    print(f"[training] {name}: {steps} steps of batch {batch} ...",
           file=sys.stderr, flush=True)
     metrics = run_training(config, run)
     return run.adapter_dir, {"timestamp_share": share, "train_seconds": metrics["train_seconds"],

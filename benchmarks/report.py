@@ -18,17 +18,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS  # noqa: E402
 from bench_long_form import rows_in_order  # noqa: E402
+from report_deploy import inference_section, padding_not_measured, padding_section  # noqa: E402
 
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"  # shows the section
 FIGURES = "../benchmarks/results"  # the charts (*.png), relative to PAGE
 SECTION_FILE = "benchmarks_section.md"  # the rendered section, beside the JSON files
 FILES = ("training_methods", "data_preparation", "inference", "memory_curve")
-ON_REQUEST_FILES = ("forgetting", "long_form")  # python benchmarks/run.py --only forgetting / long_form
+ON_REQUEST_FILES = ("forgetting", "long_form", "padding")  # python benchmarks/run.py --only forgetting / long_form / padding
 METHOD_NAMES = {"full_fp32": "full fine-tuning, fp32", "lora_fp32": "LoRA, fp32 base",
                 "lora_8bit": "LoRA, 8-bit base (the recipe)", "lora_4bit": "LoRA, 4-bit (NF4) base"}
-WAY_NAMES = {"8bit_adapter": "8-bit base + adapter (PEFT)", "merged_fp32": "merged, fp32 (transformers)",
-             "ct2_int8": "CTranslate2 export, int8 compute", "ct2_float32": "CTranslate2 export, float32 compute"}
 
 
 def load(results_dir: Path) -> dict[str, dict]:
@@ -124,31 +123,6 @@ def dataprep_section(data: dict) -> list[str]:
         f"max difference on {res['clips']} clips: audio {res['max_abs_audio_difference']:.2g}, "
         f"features {res['max_abs_feature_difference']:.2g} (data_preparation.json results.resamplers)",
         ""]
-    return lines
-
-
-def inference_section(data: dict) -> list[str]:
-    """Table and ratios of inference.json."""
-    s, r = data["settings"], data["results"]
-    lines = ["### Inference (`inference.json`)", "",
-             f"{s['clips']} test clips, batch {s['batch_size']}, {s['decoding']}; timed: "
-             f"{s['timed']}. Real-time factor = processing seconds / audio seconds. "
-             f"{env_line(data)}.", "",
-             "| way | device | real-time factor | clips/s | WER |", "|---|---|---|---|---|"]
-    default_device = "cuda" if data["environment"].get("gpu") else "cpu"
-    for key, name in WAY_NAMES.items():
-        w = r[key]
-        lines.append(f"| {name} | {w.get('device', default_device)} | "
-                     f"{w['real_time_factor']:.3f} | {w['clips_per_second']:.2f} | "
-                     f"{100 * w['wer']['wer']:.1f}% |")
-    src = "inference.json results.{}.clips_per_second / results.{}.clips_per_second"
-    lines += ["", "- CTranslate2 int8 vs 8-bit base + adapter: " + ratio(
-        r["ct2_int8"]["clips_per_second"], r["8bit_adapter"]["clips_per_second"],
-        src.format("ct2_int8", "8bit_adapter")),
-        "- Merged fp32 vs 8-bit base + adapter: " + ratio(
-        r["merged_fp32"]["clips_per_second"], r["8bit_adapter"]["clips_per_second"],
-        src.format("merged_fp32", "8bit_adapter")),
-        "", f"![inference]({FIGURES}/inference.png)", ""]
     return lines
 
 
@@ -520,6 +494,7 @@ def render(results_dir: Path = RESULTS) -> str:
             lines += section(data[name])
     lines += forgetting_section(data["forgetting"]) if "forgetting" in data else forgetting_not_measured()
     lines += long_form_section(data["long_form"]) if "long_form" in data else long_form_not_measured()
+    lines += padding_section(data["padding"]) if "padding" in data else padding_not_measured()
     gpu = Path(results_dir) / "gpu_check.json"
     lines += gpu_section(json.loads(gpu.read_text())) if gpu.is_file() else gpu_not_measured()
     return "\n".join(lines).rstrip() + "\n"

@@ -5,11 +5,14 @@
     python benchmarks/run.py --only data_preparation inference --out /tmp/results
     python benchmarks/run.py --only forgetting   # LoRA vs full fine-tuning on Hindi: English kept?
     python benchmarks/run.py --only long_form    # timestamps through fine-tuning: TIMESTAMP_SHARE 0 vs 0.3 vs 0.5
+    python benchmarks/run.py --only padding      # padding to 30 s: silence vs zeros, in training and decoding
 
 Benchmarks (each in benchmarks/bench_*.py):
 1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
 2. data_preparation: Common Voice MP3 -> features on disk, ours vs the recipe's way
-3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32
+3. inference: 8-bit + adapter, merged fp32, CTranslate2 int8 / float32, faster-whisper int8
+   (with and without VAD and its batched pipeline), whisper.cpp f16 / q8_0; clips and a long
+   recording, each way in its own process (peak memory); needs requirements-engines.txt
 4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit (tiny.en, and
    small.en with random weights, where weights rather than activations dominate)
 5. forgetting (only with --only forgetting; 50 minutes measured on 2 shared cores): the multilingual base
@@ -18,6 +21,9 @@ Benchmarks (each in benchmarks/bench_*.py):
 6. long_form (only with --only long_form; estimated at 15 minutes): tiny.en 8-bit + LoRA
    trained with TIMESTAMP_SHARE 0 and each of --long-form-shares; long-form WER, share of
    30 s windows with timestamps, sentence start/end error, short-clip WER; the base too
+7. padding (only with --only padding): tiny.en 8-bit + LoRA trained with zero_padding_share
+   0, 0.5 and 1; WER of the base and each on cv-mini test and a 60 s recording, in our path
+   with each padding, in faster-whisper and in whisper.cpp (needs requirements-engines.txt)
 Then benchmarks/report.py writes <out>/benchmarks_section.md from the JSON files: the text
 between the markers of docs/benchmarks.md.
 """
@@ -36,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import DEMO_ADAPTER, RESULTS  # noqa: E402
 
 BENCHMARKS = ("training_methods", "data_preparation", "inference", "memory_curve")
-ON_REQUEST = ("forgetting", "long_form")  # run only when named in --only (too long for the default run)
+ON_REQUEST = ("forgetting", "long_form", "padding")  # run only when named in --only (too long for the default run)
 
 
 @dataclass
@@ -47,7 +53,8 @@ class Sizes:
     wer_clips: int = 16             # test clips transcribed after training
     prep_clips: int = 340           # train clips prepared both ways (all of cv-mini's train)
     prep_num_proc: int = 2          # our map's worker processes (2 cores)
-    inference_clips: int = 24       # test clips transcribed by each way
+    inference_clips: int = 80       # test clips transcribed by each way (all of cv-mini's test)
+    inference_long: tuple = (150, 180)  # seconds of the long recording each way transcribes
     curve_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     curve_steps: int = 1            # memory peaks in the first step (optimizer state made there)
     larger_model: str = "small.en"  # random weights: where weights, not activations, dominate
@@ -60,13 +67,19 @@ class Sizes:
     long_batch: int = 8             # ... of batch 8, once per TIMESTAMP_SHARE
     long_recordings: int = 3        # long-form recordings of 1-3 min from the test split
     long_short_clips: int = 24      # short test clips for the short-clip WER beside it
+    padding_steps: int = 30         # the embedded preset's training, once per zero_padding_share
+    padding_clips: int = 80         # all of cv-mini's test clips
+    padding_seconds: float = 60     # notebook 05's long recording (60-70 s)
+    padding_train_clips: int | None = None  # all of cv-mini's train clips
 
 
 FULL = Sizes()
 QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference_clips=1,
+              inference_long=(8, 12),
               curve_batches=[1], larger_model="tiny", larger_batches=[1],
               forget_steps=1, forget_batch=1, forget_hindi_clips=1, forget_english_clips=1,
-              long_steps=1, long_batch=1, long_recordings=1, long_short_clips=1)
+              long_steps=1, long_batch=1, long_recordings=1, long_short_clips=1,
+              padding_steps=1, padding_clips=2, padding_seconds=10, padding_train_clips=4)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -114,6 +127,7 @@ def main(argv=None) -> int:
     import bench_forgetting
     import bench_inference
     import bench_long_form
+    import bench_padding
     import bench_training
     import report
 
@@ -129,7 +143,8 @@ def main(argv=None) -> int:
     if "data_preparation" in args.only:
         bench_dataprep.run(args.out, sizes.prep_clips, sizes.prep_num_proc)
     if "inference" in args.only:
-        bench_inference.run(args.out, inference_adapter(args, trained), sizes.inference_clips)
+        bench_inference.run(args.out, inference_adapter(args, trained), sizes.inference_clips,
+                            sizes.inference_long)
     if "memory_curve" in args.only:
         methods = args.out / "training_methods.json"
         known = json.loads(methods.read_text())["results"] if methods.is_file() else None
@@ -143,6 +158,9 @@ def main(argv=None) -> int:
         bench_long_form.run(args.out, sizes.long_steps, sizes.long_batch,
                             [0.0, *args.long_form_shares], sizes.long_recordings,
                             sizes.long_short_clips)
+    if "padding" in args.only:
+        bench_padding.run(args.out, sizes.padding_steps, sizes.long_batch, sizes.padding_clips,
+                          sizes.padding_seconds, train_clips=sizes.padding_train_clips)
     shutil.rmtree(trained.parent, ignore_errors=True)
     section = report.write_section(args.out)
     print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); "

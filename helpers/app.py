@@ -4,13 +4,16 @@ each took.
 
 Usage:
     python -m helpers.app [--adapter DIR_OR_HUB_ID] [--model SOURCE] [--language L]
-                          [--precision P] [--host HOST] [--port N] [--share]
+                          [--precision P] [--engine faster-whisper] [--host HOST] [--port N]
+                          [--share]
 
 The page listens on 127.0.0.1 (this machine only) unless --host says otherwise
 (`--host 0.0.0.0`: every network interface). On Colab it is shown inline in the cell, and a
 public gradio.live link is made only with --share. One model is loaded, once: the adapter
 switched off (PEFT's `disable_adapter`) gives the base model's transcript, switched on the
-fine-tuned one, as in notebook 05.
+fine-tuned one, as in notebook 05. With `--engine faster-whisper` both are run by
+faster-whisper instead: the base, and the adapter merged and exported once
+(helpers.export.engines).
 
 Audio up to MAX_PAGE_SECONDS (30 s, Whisper's window: the page transcribes one window, as
 `python -m helpers.transcribe` does) in WAV, FLAC, OGG or MP3, or a microphone recording
@@ -193,6 +196,43 @@ class PageModels:
         return Comparison(base, tuned, middle - start, end - middle, len(audio) / SAMPLE_RATE)
 
 
+class EnginePageModels:
+    """The page's two models run by faster-whisper (`--engine faster-whisper`): the base and
+    the adapter exported once (helpers.export.engines), each a faster-whisper WhisperModel."""
+
+    def __init__(self, base, tuned, description: str = "", options=None):
+        from helpers.export.engines import EngineOptions
+
+        self.base, self.tuned, self.description = base, tuned, description
+        self.options = options or EngineOptions()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_source: str | None, adapter: str, language: str | None = None,
+             precision: str = "fp32") -> "EnginePageModels":
+        """The base (`base_ct2`) and the adapter (`cached_ct2`) loaded in faster-whisper."""
+        from helpers.export.engines import (EngineOptions, base_ct2, cached_ct2,
+                                            load_faster_whisper)
+
+        base_source = model_source or _recorded_base(adapter)
+        tuned = load_faster_whisper(cached_ct2(adapter, model_source, language), precision)
+        base = load_faster_whisper(base_ct2(base_source, language), precision)
+        return cls(base, tuned, f"{base_source} + adapter {adapter}, in faster-whisper "
+                   f"({precision})", EngineOptions(language=language))
+
+    def transcribe(self, audio: np.ndarray) -> Comparison:
+        """Transcribe one 16 kHz clip with the base, then the tuned model; each one timed."""
+        from helpers.export.engines import engine_text, transcribe_audio
+
+        with self._lock:
+            start = time.perf_counter()
+            base = engine_text(transcribe_audio(self.base, audio, self.options))
+            middle = time.perf_counter()
+            tuned = engine_text(transcribe_audio(self.tuned, audio, self.options))
+            end = time.perf_counter()
+        return Comparison(base, tuned, middle - start, end - middle, len(audio) / SAMPLE_RATE)
+
+
 def _recorded_base(adapter: str) -> str:
     """The base model an adapter names, or "?" when it cannot be read (for the page title)."""
     from helpers.model.adapters import adapter_base_model
@@ -334,6 +374,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                         "names): embedded, a Hub id, a local or CTranslate2 dir")
     parser.add_argument("--language", help="spoken language, e.g. hindi (multilingual models)")
     parser.add_argument("--precision", default="fp32", help="8bit, 4bit, fp16 or fp32 (default fp32)")
+    parser.add_argument("--engine", choices=("transformers", "faster-whisper"), default="transformers",
+                        help="transformers (default) or faster-whisper: both models run by "
+                             "faster-whisper, the adapter exported once (requirements-engines.txt)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only; "
                              "0.0.0.0: every network interface)")
@@ -358,9 +401,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no adapter at {DEFAULT_ADAPTER}: run `make demo` first, or pass "
               "--adapter DIR", file=sys.stderr)
         return 2
+    kind = EnginePageModels if args.engine == "faster-whisper" else PageModels
     try:
-        models = PageModels.load(args.model, args.adapter, args.language, args.precision)
-    except (ValueError, OSError) as error:
+        models = kind.load(args.model, args.adapter, args.language, args.precision)
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     launch_page(build_page(models), args.host, args.port, args.share)

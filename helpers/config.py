@@ -69,6 +69,7 @@ class RunConfig:
     decode_fallback: bool = True            # Whisper's temperature fallback against repetition loops (False: greedy only)
     seed: int = 42
     timestamp_share: float = 0.0            # share of training examples with timestamp labels (helpers/timestamps.py; 0 = the recipe)
+    zero_padding_share: float = 0.5         # share of training examples whose log-mel is padded with zeros as faster-whisper pads (the rest: silence audio, as transformers and whisper.cpp; helpers/data/features.py)
     # Added for training beyond the recipe (helpers/train/trainer.py, helpers/data/streaming.py):
     eval_steps: int | None = None           # WER by real transcription (generate) every N steps (None: never)
     eval_split: str = "dev"                 # the split transcribed during training (keep it out of train_splits)

@@ -57,11 +57,18 @@ def test_quick_data_preparation_keeps_the_model_inputs(quick_results):
 
 
 def test_quick_inference_ways_all_transcribe(quick_results):
+    import bench_inference
+
     r = json.loads((quick_results / "inference.json").read_text())["results"]
-    assert set(r) == {"8bit_adapter", "merged_fp32", "ct2_int8", "ct2_float32"}
+    assert tuple(r) == bench_inference.WAYS   # ours, CTranslate2, faster-whisper, whisper.cpp
     assert all(way["real_time_factor"] > 0 and way["wer"]["n"] == 1 for way in r.values())
-    assert r["ct2_int8"]["device"] == r["ct2_float32"]["device"] == "cpu"   # every row names its device
+    assert all(way["peak_rss_bytes"] > 2**26 for way in r.values())   # each way's own process
+    for name, way in r.items():   # every way with a long-form decoding ran the recording
+        assert ("long_form" in way) == (not name.startswith("ct2_")), name
+        assert "long_form" not in way or way["long_form"]["real_time_factor"] > 0
+    assert r["ct2_int8"]["device"] == r["whisper_cpp_q8_0"]["device"] == "cpu"   # every row names its device
     assert r["8bit_adapter"]["device"] == r["merged_fp32"]["device"] in ("cpu", "cuda")
+    assert r["whisper_cpp_q8_0"]["model_bytes"] < 0.6 * r["whisper_cpp_f16"]["model_bytes"]
 
 
 def test_quick_memory_curve_measures_a_second_architecture(quick_results):

@@ -20,6 +20,8 @@ A 5 s Common Voice clip takes about 160 KB on disk instead of 960 KB.
 """
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 from datasets import Array2D, Dataset, Features, List, Value
@@ -102,6 +104,93 @@ def full_features(frames, pad, total_frames: int = 3000) -> np.ndarray:
     out = np.full((frames.shape[1], total_frames), np.float32(pad), dtype=np.float32)
     out[:, :frames.shape[0]] = frames.T
     return out
+
+
+# ------------------------------------------------------------------ padding conventions
+# Whisper hears 3000 log-mel frames (30 s); a shorter clip is padded to that in one of two ways:
+# - "silence": the audio is padded with zeros to 30 s before the log-mel, so every frame after
+#   the clip holds the clip's floor value (mel_pad). transformers' WhisperFeatureExtractor and
+#   whisper.cpp (its log-mel runs over the clip plus 30 s of zeros) pad this way.
+# - "zeros": the log-mel of the clip alone, its frames (samples // hop, OpenAI's count) padded
+#   with 0.0 to 3000 frames in log-mel space. OpenAI's `transcribe` and faster-whisper pad so,
+#   and OpenAI's models were trained so: the base tiny.en is far better on this one.
+# What training and our own inference use is decided here. Measured before (40 espeak sentences,
+# CTranslate2 directly, greedy): the base tiny.en 64.7% WER with silence, 41.8% with zeros; an
+# adapter trained on silence 14.2% / 17.4%. So decoding pads with zeros (as faster-whisper, the
+# base's own convention) and training sees both, so that an adapter also serves whisper.cpp
+# and transformers' pipeline. benchmarks/bench_padding.py measures every combination
+# (`python benchmarks/run.py --only padding`, docs/benchmarks.md "Padding to 30 s"); run it
+# again whenever training sees other padding (clips packed into 30 s windows, for one).
+PADDINGS = ("silence", "zeros")
+
+
+INFERENCE_PADDING = "zeros"  # our decoding pads as faster-whisper and OpenAI do
+
+
+TRAIN_ZERO_SHARE = 0.5  # share of training examples padded with zeros, the rest with silence
+
+
+STORED_EXTRA_FRAMES = 3  # mel_frames keeps 1 + (samples + n_fft) // hop frames; OpenAI's count is
+                         # samples // hop, that minus 3 (or 2 for a clip ending past mid-hop)
+
+
+def padded_features(frames, pad, padding: str, total_frames: int = 3000,
+                    clip_frames: int | None = None) -> np.ndarray:
+    """(n_mels, total_frames) float32 features from `mel_frames`' (frames, pad), padded the
+    `padding` way ("silence" or "zeros", see PADDINGS).
+
+    clip_frames: for "zeros", how many frames belong to the clip (samples // hop, as OpenAI
+    counts; `inference_features` knows it); default: the stored frames less
+    STORED_EXTRA_FRAMES (the same, or one frame of the clip's tail more). Features stored
+    whole (a clip of 30 s or more) are not padded either way.
+    """
+    if padding == "silence":
+        return full_features(frames, pad, total_frames)
+    if padding != "zeros":
+        raise ValueError(f"padding must be one of {PADDINGS}, not {padding!r}")
+    frames = np.asarray(frames, dtype=np.float32)
+    if len(frames) < total_frames:
+        keep = len(frames) - STORED_EXTRA_FRAMES if clip_frames is None else clip_frames
+        frames = frames[:max(0, min(keep, len(frames)))]
+    return full_features(frames, 0.0, total_frames)
+
+
+def training_padding(labels, seed: int, zero_share: float = TRAIN_ZERO_SHARE) -> str:
+    """The padding one training example gets: "zeros" for a seeded `zero_share` of examples,
+    else "silence". Decided by a hash of (seed, the example's label ids), so the same example
+    gets the same padding in every epoch, worker process and resumed run."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}:{','.join(map(str, labels))}".encode(), digest_size=8)
+    return "zeros" if int.from_bytes(digest.digest(), "little") / 2**64 < zero_share else "silence"
+
+
+_decoding_padding: ContextVar[str] = ContextVar("decoding_padding", default=INFERENCE_PADDING)
+
+
+@contextmanager
+def decoding_padding(padding: str):
+    """Within the block, `inference_features` (so every decoding path: helpers.transcribe,
+    helpers.evaluate, the app) pads the `padding` way; for measuring the other convention."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, not {padding!r}")
+    token = _decoding_padding.set(padding)
+    try:
+        yield
+    finally:
+        _decoding_padding.reset(token)
+
+
+def inference_features(audios: list[np.ndarray], extractor, padding: str | None = None
+                       ) -> np.ndarray:
+    """(batch, n_mels, nb_max_frames) float32 features of 16 kHz clips for decoding, padded
+    the `padding` way (default: INFERENCE_PADDING, or the one `decoding_padding` set);
+    every decoding path goes through here."""
+    padding = padding or _decoding_padding.get()
+    total = extractor.nb_max_frames
+    return np.stack([padded_features(*mel_frames(audio, extractor), padding, total,
+                                     clip_frames=len(audio) // extractor.hop_length)
+                     for audio in audios])
 
 
 def log_mel(audio: np.ndarray, extractor) -> np.ndarray:

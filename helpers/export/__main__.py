@@ -3,6 +3,7 @@
 Usage:
     python -m helpers.export --adapter runs/demo/adapter --to merged --out exports/merged
     python -m helpers.export --adapter runs/demo/adapter --to ct2 --out exports/ct2 [--quantization int8]
+    python -m helpers.export --adapter runs/demo/adapter --to ggml --out exports/ggml-model.bin [--quantization q8_0]
 
 `merged`: the base is reloaded in full precision (fp32, never 8-bit: int8 weights cannot
 absorb the LoRA update exactly), the adapter is added into the weights
@@ -15,6 +16,12 @@ faster-whisper. transformers 5 saves the feature extractor inside processor_conf
 a name CTranslate2 and faster-whisper do not read, so the merged model also gets the
 older preprocessor_config.json, and the tokenizer and feature-extractor files are copied
 into the converted folder (where faster-whisper looks for them).
+
+faster-whisper loads the `ct2` folder as it is: `WhisperModel("exports/ct2")`.
+
+`ggml`: that merged model written as one whisper.cpp model file (helpers.export.ggml), f16
+by default as whisper.cpp's own models; f32, or q8_0 / q5_0 / q5_1 / q4_0 quantized by
+ggml's own quantizer (needs requirements-engines.txt). --out is the file.
 
 The base model, language and task default to what the adapter's run recorded (the
 adapter's base_model_name_or_path, and the run's config.json beside the adapter folder).
@@ -29,22 +36,33 @@ import sys
 from pathlib import Path
 
 from helpers.export.ctranslate2 import CT2_QUANTIZATIONS, export_ct2
+from helpers.export.ggml import GGML_QUANTIZATIONS, export_ggml
 from helpers.export.merge import export_merged
 
+TARGETS = ("merged", "ct2", "ggml")
+DEFAULT_QUANTIZATION = {"ct2": "float16", "ggml": "f16"}  # as each engine's own models
 
-def export(adapter_dir, to: str, out_dir, quantization: str = "float16", model_source=None,
+
+def export(adapter_dir, to: str, out_dir, quantization: str | None = None, model_source=None,
            language=None, task=None) -> Path:
-    """Export an adapter `to` "merged" or "ct2" (see the module docstring); returns out_dir."""
+    """Export an adapter `to` "merged", "ct2" or "ggml" (see the module docstring); returns
+    the folder (the file for ggml). quantization None: the target's default."""
+    quantization = quantization or DEFAULT_QUANTIZATION.get(to)
     if to == "merged":
         return export_merged(adapter_dir, out_dir, model_source, language, task)
     if to == "ct2":
         return export_ct2(adapter_dir, out_dir, quantization, model_source, language, task)
-    raise ValueError(f'export to "merged" or "ct2", not {to!r}')
+    if to == "ggml":
+        return export_ggml(adapter_dir, out_dir, quantization, model_source, language, task)
+    raise ValueError(f"export to one of {TARGETS}, not {to!r}")
 
 
 def folder_bytes(folder: Path) -> int:
-    """Total size of the files in a folder."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    """Total size of the files in a folder (or of one file)."""
+    folder = Path(folder)
+    if folder.is_file():
+        return folder.stat().st_size
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,14 +70,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m helpers.export",
                                      description="Merge a LoRA adapter into its base; save it plain or for CTranslate2.")
     parser.add_argument("--adapter", required=True, help="the adapter folder (e.g. runs/demo/adapter)")
-    parser.add_argument("--to", required=True, choices=("merged", "ct2"))
-    parser.add_argument("--out", required=True, help="output folder (replaced if it exists)")
+    parser.add_argument("--to", required=True, choices=TARGETS)
+    parser.add_argument("--out", required=True, help="output folder, or file for ggml "
+                                                     "(replaced if it exists)")
     parser.add_argument("--model", help="base model source (default: the one the adapter records)")
     parser.add_argument("--language", help="spoken language (multilingual models; default: the run's)")
     parser.add_argument("--task", help="transcribe or translate (default: the run's)")
-    parser.add_argument("--quantization", default="float16", choices=CT2_QUANTIZATIONS,
-                        help="ct2 weight type (default float16, as faster-whisper's models)")
-    return parser.parse_args(argv)
+    parser.add_argument("--quantization",
+                        help=f"ct2: one of {', '.join(CT2_QUANTIZATIONS)} (default float16, as "
+                             f"faster-whisper's models); ggml: one of {', '.join(GGML_QUANTIZATIONS)} "
+                             "(default f16, as whisper.cpp's)")
+    args = parser.parse_args(argv)
+    allowed = {"ct2": CT2_QUANTIZATIONS, "ggml": GGML_QUANTIZATIONS}.get(args.to, ())
+    if args.quantization and args.quantization not in allowed:
+        parser.error(f"--quantization {args.quantization} does not apply to --to {args.to}"
+                     + (f"; choose one of {', '.join(allowed)}" if allowed else ""))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = export(args.adapter, args.to, args.out, args.quantization, args.model,
                      args.language, args.task)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({"to": args.to, "out": str(out), "bytes": folder_bytes(out),
-                      "files": sorted(p.name for p in out.iterdir())}))
+    files = sorted(p.name for p in out.iterdir()) if out.is_dir() else [out.name]
+    print(json.dumps({"to": args.to, "out": str(out), "bytes": folder_bytes(out), "files": files}))
     return 0
 
 

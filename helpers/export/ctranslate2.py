@@ -54,7 +54,8 @@ def export_ct2(adapter_dir, out_dir, quantization: str = "float16", model_source
 def ct2_transcribe(ct2_dir: str | Path, paths: list, compute_type: str = "int8",
                    language: str | None = None, task: str = "transcribe",
                    batch_size: int = 8, max_length: int = 128) -> list[str]:
-    """Transcribe audio files with a CTranslate2 Whisper folder (greedy, as `generate` does).
+    """Transcribe audio files with a CTranslate2 Whisper folder (greedy, as `generate` does),
+    their features padded as our decoding pads them (helpers.data.features.inference_features).
 
     Uses the folder's own processor files; `language`/`task` for multilingual models.
     Returns one text per path, in order.
@@ -62,7 +63,8 @@ def ct2_transcribe(ct2_dir: str | Path, paths: list, compute_type: str = "int8",
     import ctranslate2
     from transformers import WhisperProcessor
 
-    from helpers.audio import SAMPLE_RATE, load_audio
+    from helpers.audio import load_audio
+    from helpers.data.features import inference_features
 
     model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type=compute_type)
     processor = WhisperProcessor.from_pretrained(str(ct2_dir))
@@ -72,8 +74,7 @@ def ct2_transcribe(ct2_dir: str | Path, paths: list, compute_type: str = "int8",
     texts = []
     for start in range(0, len(paths), batch_size):
         audios = [load_audio(path) for path in paths[start:start + batch_size]]
-        features = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE,
-                                               return_tensors="np").input_features
+        features = inference_features(audios, processor.feature_extractor)  # padded as ours
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32))
         results = model.generate(storage, [prompt] * len(audios), beam_size=1,
                                  max_length=CT2_LENGTH_FACTOR * max_length)

@@ -224,7 +224,7 @@ def model_card(adapter_dir: str | Path, repo_id: str, license: str = DEFAULT_LIC
 def card_text(info: dict, repo_id: str) -> str:
     """The card's Markdown body: what it is, results, data, settings, size, use, reproduce."""
     sections = [_intro(info, repo_id), _results(info), _data(info), _settings(info),
-                _size(info), _usage(info, repo_id), _reproduce(info)]
+                _size(info), _usage(info, repo_id), _engines(info, repo_id), _reproduce(info)]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
@@ -419,6 +419,52 @@ features = processor(audio, sampling_rate=16000, return_tensors="pt").input_feat
 ids = model.generate(input_features=features, {generate}max_new_tokens={config.get('generation_max_length', 128)})
 print(processor.batch_decode(ids, skip_special_tokens=True)[0])
 ```"""
+
+
+def _engines(info: dict, repo_id: str) -> str:
+    """How to run the tuned model in faster-whisper and in whisper.cpp."""
+    config = info["config"] or {}
+    language, source = config.get("language"), base_model(info)
+    flag = (f" --language {language}" if language else "") + \
+        ("" if base_model_hub_id(source) else " --model path/to/the/base/model")
+    code = f'"{language_code(info)}"' if language else "None"
+    return f"""## Run it in faster-whisper or whisper.cpp
+
+The adapter merges into its base; [{PROJECT}]({PROJECT_URL}) writes the result in each
+engine's own format (needs `pip install -r requirements-engines.txt` for quantized
+whisper.cpp files and to run the engines):
+
+```bash
+python -m helpers.export --adapter {repo_id}{flag} --to ct2 --out tuned-ct2   # CTranslate2, float16
+python -m helpers.export --adapter {repo_id}{flag} --to ggml --out tuned.bin  # whisper.cpp, f16 (or --quantization q8_0, q5_0)
+python -m helpers.transcribe --engine faster-whisper --vad --word-timestamps --adapter {repo_id}{flag} long.wav
+```
+
+faster-whisper loads the folder as it is:
+
+```python
+from faster_whisper import WhisperModel
+
+model = WhisperModel("tuned-ct2", compute_type="int8")  # int8 on a CPU; float16 on a GPU
+segments, info = model.transcribe("clip.wav", language={code}, beam_size=1, vad_filter=True)
+print(" ".join(segment.text.strip() for segment in segments))
+```
+
+whisper.cpp loads the file (`whisper-cli -m tuned.bin -f clip.wav`), or from Python with
+pywhispercpp: `Model("tuned.bin").transcribe("clip.wav")`. {_padding_note(config)}"""
+
+
+def _padding_note(config: dict) -> str:
+    """What the training's padding means for the engines (helpers.data.features)."""
+    share = config.get("zero_padding_share", 0.0)
+    if 0 < share < 1:
+        return (f"Training padded {share:.0%} of its clips to 30 s with zeros in log-mel space "
+                "(as faster-whisper and OpenAI's `transcribe` pad) and the rest with silence "
+                "audio (as transformers and whisper.cpp pad), so the model expects either.")
+    kind = ("with zeros in log-mel space, as faster-whisper pads; whisper.cpp pads with "
+            "silence audio" if share >= 1 else "with silence audio, as transformers and "
+            "whisper.cpp pad; faster-whisper pads its log-mel with zeros")
+    return f"Training padded every clip to 30 s {kind}, so the engines may score differently."
 
 
 def reproduce_command(config: dict, run_name: str = "demo") -> str:

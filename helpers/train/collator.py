@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from helpers.data.features import full_features
+from helpers.data.features import padded_features, training_padding
 
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 
@@ -21,17 +21,22 @@ class SpeechSeq2SeqCollator:
     """Batch rows of features and label ids for training.
 
     Rows carry their features as helpers.data.features stores them ("mel_frames" + "mel_pad",
-    rebuilt to n_mels x 3000 by full_features) or whole ("input_features": n_mels x frames).
+    rebuilt to n_mels x 3000 by padded_features) or whole ("input_features": n_mels x frames).
     processor: the WhisperProcessor (its feature_extractor and tokenizer pad the batch).
     decoder_start_token_id: model.config.decoder_start_token_id (<|startoftranscript|>);
         the model prepends it to the decoder inputs itself, so a leading copy is removed
         from the labels when every row starts with it.
+    zero_padding_share, seed: compact rows are padded to 3000 frames with zeros (faster-whisper's
+        and OpenAI's way) for a seeded share of examples, with silence (transformers' and
+        whisper.cpp's) for the rest (helpers.data.features.training_padding); 0: all silence.
     Returns {"input_features": float tensor (batch, n_mels, frames), "labels": long tensor
     (batch, longest label) with padding set to -100}. Other keys of the rows are ignored.
     """
 
     processor: Any
     decoder_start_token_id: int
+    zero_padding_share: float = 0.0
+    seed: int = 0
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         batch = self.processor.feature_extractor.pad(
@@ -42,8 +47,9 @@ class SpeechSeq2SeqCollator:
     def features(self, row: dict):
         """One row's n_mels x frames features: stored whole, or rebuilt from the compact form."""
         if "mel_frames" in row:
-            return full_features(row["mel_frames"], row["mel_pad"],
-                                 self.processor.feature_extractor.nb_max_frames)
+            padding = training_padding(row["labels"], self.seed, self.zero_padding_share)
+            return padded_features(row["mel_frames"], row["mel_pad"], padding,
+                                   self.processor.feature_extractor.nb_max_frames)
         if "input_features" in row:
             return row["input_features"]
         raise KeyError(f"a row has neither mel_frames/mel_pad nor input_features (keys: "

@@ -329,7 +329,8 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
     """
     collator = SpeechSeq2SeqCollator(
         processor=processor,
-        decoder_start_token_id=model.config.decoder_start_token_id)
+        decoder_start_token_id=model.config.decoder_start_token_id,
+        zero_padding_share=config.zero_padding_share, seed=config.seed)
     extra = [MemoryCallback(), StepPrinter()]
     if measures_wer(config) and clips:
         best = run.path / BEST_ADAPTER if config.keep_best_adapter else None

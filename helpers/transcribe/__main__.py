@@ -26,6 +26,7 @@ from typing import Iterable, Iterator
 from tqdm.auto import tqdm
 
 from helpers.audio import AUDIO_EXTENSIONS, WINDOW_SECONDS, AudioError, audio_duration
+from helpers.export.engines import add_engine_arguments, check_engine_arguments, run_engine
 from helpers.model.adapters import load_for_transcription
 from helpers.quiet import quiet_libraries
 from helpers.transcribe.long_form import transcribe_long
@@ -130,7 +131,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timestamps", action="store_true",
                         help="segments with start/end times for every file (files over 30 s "
                              "always get them: Whisper's long-form decoding, helpers.long_form)")
-    return parser.parse_args(argv)
+    add_engine_arguments(parser)
+    args = parser.parse_args(argv)
+    check_engine_arguments(parser, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     files, errors = expand_paths(args.paths)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
+    if files and args.engine != "transformers":
+        return run_engine(args, files, errors)  # helpers.export.engines
     if files:
         try:
             model, processor = load_for_transcription(args.model, args.adapter,

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.audio import SAMPLE_RATE, WINDOW_SECONDS, AudioError, load_audio
+from helpers.data.features import inference_features
 from helpers.model.load import dequantized_8bit_on_cpu
 
 MAX_NEW_TOKENS = 128  # the recipe's generation max length
@@ -71,9 +72,15 @@ def generate_ids(model, processor, audios: list[np.ndarray],
     (helpers.long_form passes return_timestamps=True, return_segments=True; it then returns
     what generate returns for them, a dict with "segments").
     """
-    inputs = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                                         return_attention_mask=True)
-    features = inputs.input_features.to(model.device, dtype=_input_dtype(model))
+    # padded as faster-whisper and OpenAI pad (helpers.data.features.INFERENCE_PADDING)
+    extractor = processor.feature_extractor
+    features = torch.from_numpy(inference_features(audios, extractor))
+    features = features.to(model.device, dtype=_input_dtype(model))
+    # which frames hold the clip, as the feature extractor marks them (the encoder attends
+    # to all 3000; generate asks for the mask of a batch)
+    mask = torch.zeros(features.shape[0], features.shape[-1], dtype=torch.long)
+    for row, audio in zip(mask, audios):
+        row[:-(-len(audio) // extractor.hop_length)] = 1
     generation_config = copy.deepcopy(model.generation_config)
     # Whisper's generate adds the prompt's length (start, language, task tokens) to
     # max_length itself, so max_length = max_new_tokens caps the new tokens at that; passing
@@ -84,7 +91,7 @@ def generate_ids(model, processor, audios: list[np.ndarray],
           dequantized_8bit_on_cpu(model)):  # 2-3x faster 8-bit decoding on a CPU
         torch.manual_seed(DECODE_SEED)
         ids = model.generate(input_features=features, generation_config=generation_config,
-                             attention_mask=inputs.attention_mask.to(model.device),
+                             attention_mask=mask.to(model.device),
                              **decoding_arguments(fallback), **generate_kwargs)
     return ids
 

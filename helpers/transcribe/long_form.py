@@ -16,11 +16,11 @@ recording:
   not grow with the length of the recording (a 2 h file never sits in memory as audio or
   as log-mel; transformers' own path needs both: 460 MB of audio and 230 MB of log-mel for
   2 h before it decodes anything);
-- each window's log-mel is computed alone by the processor's feature extractor, exactly as
-  for a short clip (a last, shorter window is padded with silence *audio*, as OpenAI's
-  decoder does; transformers pads its log-mel with zeros instead), so a recording's
-  loudest moment does not set the floor of every window's log-mel (Whisper clamps log-mel
-  8 units below its maximum, per input);
+- each window's log-mel is computed alone, exactly as for a short clip
+  (`helpers.data.features.inference_features`: a last, shorter window's log-mel is padded
+  with zeros, as OpenAI's decoder and faster-whisper pad it), so a recording's loudest
+  moment does not set the floor of every window's log-mel (Whisper clamps log-mel 8 units
+  below its maximum, per input);
 - each window is decoded by `helpers.transcribe.decode.generate_ids` with timestamps, so it gets
   the project's decoding rules (Whisper's temperature fallback against loops, seeded; the
   128-token cap raised to `LONG_FORM_MAX_NEW_TOKENS`, OpenAI's 224, since a 30 s window

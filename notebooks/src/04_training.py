@@ -49,8 +49,9 @@ EVAL_MAX_CLIPS = None      # dev clips transcribed each time (None: the preset's
 DECODE_FALLBACK = None     # False: greedy decoding only in those transcriptions, no loop guard (None: the run's, True)
 KEEP_BEST_ADAPTER = None   # keep the lowest-WER adapter in adapter_best/ (None: the preset's)
 STREAMING = None           # True: features computed on the fly, never saved (needs MAX_STEPS > 0)
+ZERO_PADDING_SHARE = None  # share of examples padded to 30 s with zeros in log-mel (faster-whisper's way), the rest with silence audio (transformers', whisper.cpp's) (None: the run's, 0.5)
 RESUME = False             # True: continue from the last complete checkpoint (after a crash or disconnect)
-EXPORT = None              # after training: "merged" (plain Whisper) or "ct2" (CTranslate2) into exports/
+EXPORT = None              # after training: "merged" (plain Whisper), "ct2" (CTranslate2, faster-whisper) or "ggml" (whisper.cpp) into exports/
 PUBLISH_REPO = None        # after training: push the adapter and its model card to this Hub repo, "USER/NAME" (needs HF_TOKEN with write access)
 PUBLISH_PRIVATE = False    # True: create that repo private
 
@@ -68,7 +69,8 @@ run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num
                            logging_steps=LOGGING_STEPS, save_steps=SAVE_STEPS, precision=PRECISION, fp16=FP16,
                            eval_steps=EVAL_STEPS, eval_max_clips=EVAL_MAX_CLIPS,
                            decode_fallback=DECODE_FALLBACK, gradient_checkpointing=GRADIENT_CHECKPOINTING,
-                           keep_best_adapter=KEEP_BEST_ADAPTER, streaming=STREAMING)
+                           keep_best_adapter=KEEP_BEST_ADAPTER, streaming=STREAMING,
+                           zero_padding_share=ZERO_PADDING_SHARE)
 lora = {key: value for key, value in {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": LORA_DROPOUT,
                                       "target_modules": LORA_TARGET_MODULES}.items() if value is not None}
 if lora:
@@ -193,20 +195,23 @@ wer_table(history)
 # mean loss by the number of processes). Without GPUs the same commands run CPU
 # processes over gloo (tested that way).
 #
-# ## Export: a merged model, or CTranslate2 for faster-whisper
+# ## Export: a merged model, CTranslate2 for faster-whisper, ggml for whisper.cpp
 # ```bash
 # python -m helpers.export --adapter runs/demo/adapter --to merged --out exports/merged
 # python -m helpers.export --adapter runs/demo/adapter --to ct2 --out exports/ct2 --quantization int8
+# python -m helpers.export --adapter runs/demo/adapter --to ggml --out exports/ggml-model.bin
 # ```
 # `merged` reloads the base in fp32, adds the adapter into the weights and saves a plain
-# Whisper model (no PEFT needed); `ct2` converts that with the `ctranslate2` package. Set
+# Whisper model (no PEFT needed); `ct2` converts that with the `ctranslate2` package, a
+# folder faster-whisper loads as it is; `ggml` writes it as one whisper.cpp model file. Set
 # `EXPORT` above to do it here.
 
 # %%
 if EXPORT:
     from helpers.export.__main__ import export, folder_bytes
 
-    exported = export(run.adapter_dir, EXPORT, run.path / "exports" / EXPORT)
+    exported = export(run.adapter_dir, EXPORT,
+                      run.path / "exports" / ("ggml-model.bin" if EXPORT == "ggml" else EXPORT))
     print(f"{EXPORT}: {folder_bytes(exported) / 2**20:.1f} MiB in {exported}")
 
 # %% [markdown]
