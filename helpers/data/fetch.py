@@ -21,6 +21,7 @@ and the archive is deleted once unpacked ($WHISPER_LORA_CORPORA overrides both).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import tarfile
 import zlib
@@ -77,8 +78,10 @@ def fetch_mdc(source: str, root=None) -> Path:
         folder = (Path(root) / "downloads" if root else archives_root()) / f"mdc-{safe_id}"
         archive = kept_archive(folder) or download_mdc_archive(dataset_id, folder)
         unpack_atomic(archive, target)
-        if not in_colab():
-            archive.unlink(missing_ok=True)  # unpacked on the same disk: the archive is a copy
+        if not in_colab():  # unpacked on the same disk: the archive is a copy
+            archive.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # its folder, once empty
+                archive.parent.rmdir()
     return find_locale(target, source)
 
 
