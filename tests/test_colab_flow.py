@@ -136,7 +136,8 @@ def run_colab_flow(base: Path, kind: str, notebooks: int = 6, kill_04: bool = Fa
         write_mdc_archive(base / "mdc-server" / DATASET_ID, counts=SMALL)
     else:
         write_fleurs_parquet(base / "fleurs-hub", counts={"train": 4, "validation": 2, "test": 2})
-    parameters = {**COLAB_SMOKE, "CORPUS": CORPORA[kind], "MAX_STEPS": 2 if kill_04 else 1}
+    steps = 2 if kill_04 else 1  # killed after step 1, WER measured once, at the last step
+    parameters = {**COLAB_SMOKE, "CORPUS": CORPORA[kind], "MAX_STEPS": steps, "EVAL_STEPS": steps}
     run, executed = drive.joinpath(*RUN), []
     for number, notebook in enumerate(notebook_paths()[:notebooks], start=1):
         accepted = {k: v for k, v in parameters.items() if k in declared_parameters(notebook)}
