@@ -17,6 +17,7 @@ A notebook's parameters cell picks a preset and may override any field by name.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from helpers.files import EMBEDDED_CORPUS, EMBEDDED_HINDI_CORPUS
 
@@ -78,6 +79,7 @@ class RunConfig:
     streaming: bool = False                 # compute features on the fly instead of reading features/train (needs max_steps)
     shuffle_buffer: int = 256               # streaming: clips held in the shuffle buffer
     cell_timeout: int | None = 1800         # helpers.demo: seconds one notebook cell may run (None: no limit)
+    run_id: str | None = None               # set by notebook 01 (start_run): which preparation of the data this run holds
 
     def lora_settings(self) -> LoraSettings:
         """The LoRA part as LoraSettings."""
@@ -89,13 +91,14 @@ class RunConfig:
 
 
 # Common Voice 24.0 Hindi on the Mozilla Data Collective: the newest Hindi release whose
-# dataset id we could confirm (REFERENCE.md). Each release and locale has its own id: for
-# another one, copy the id from the end of its page's address and set CORPUS = "mdc:<id>".
+# dataset id we could confirm (docs/colab.md gives its clip counts). Each release and locale
+# has its own id: for another one, copy the id from the end of its page's address and set
+# CORPUS = "mdc:<id>".
 CV_HINDI_MDC = "mdc:cmj8u3p7m00b1nxxbm34a993r"
 
 
-# The recipe on a free Colab T4 (REFERENCE.md): large-v2, 8-bit, batch 8, lr 1e-3,
-# warmup 50, 3 epochs over train+validation, fp16.
+# The recipe on a free Colab T4 (docs/recipe.md, "The recipe's settings"): large-v2, 8-bit,
+# batch 8, lr 1e-3, warmup 50, 3 epochs over train+validation, fp16.
 BLOG = dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
             corpus=CV_HINDI_MDC,
             train_splits=["train", "dev"], batch_size=8, learning_rate=1e-3,
@@ -184,16 +187,106 @@ def config_from_dict(data: dict) -> RunConfig:
     return RunConfig(**{key: value for key, value in data.items() if key in known})
 
 
-def start_run(run_name: str = "demo", preset: str = "embedded", runs_root=None,
-              **overrides) -> tuple["RunDir", RunConfig]:
-    """Begin a run (notebook 01): resolve the settings and write runs/<name>/config.json."""
-    from helpers.run import RunDir
+# What makes two runs the same: a RUN_NAME holds one (preset, model, corpus); the data settings
+# decide whether notebook 01's outputs (and so the run id) still hold; the training settings
+# (with the run id) whether a checkpoint continues the same training. MAX_STEPS and
+# NUM_TRAIN_EPOCHS are left out on purpose: raising them continues a finished training.
+RUN_KIND = ("preset", "model", "corpus")
+DATA_SETTINGS = ("preset", "model", "language", "task", "corpus", "corpus_config", "text_column",
+                 "train_splits", "test_split", "max_train_clips", "max_test_clips", "seed",
+                 "timestamp_share", "streaming")
+TRAINING_SETTINGS = ("run_id", "model", "precision", "lora", "batch_size",
+                     "gradient_accumulation_steps", "learning_rate", "warmup_steps",
+                     "lr_scheduler", "fp16", "seed", "streaming", "shuffle_buffer",
+                     "zero_padding_share")
 
-    run = RunDir(run_name, runs_root)
+
+def new_run_id() -> str:
+    """A fresh run id: the UTC time notebook 01 prepared the data, plus 4 random hex digits."""
+    import secrets
+    from datetime import datetime, timezone
+
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def settings_of(config: RunConfig, names: tuple[str, ...]) -> dict:
+    """The named settings of `config`, as a plain dict (what identity is judged by); the
+    repository's own corpora count by name (cv-mini/en), wherever the checkout lies."""
+    values = config.to_dict()
+    if values.get("corpus") in (str(EMBEDDED_CORPUS), str(EMBEDDED_HINDI_CORPUS)) or \
+            Path(str(values.get("corpus"))).parts[-3:-1] == ("data", "cv-mini"):
+        values["corpus"] = "cv-mini/" + Path(values["corpus"]).name
+    return {name: values[name] for name in names}
+
+
+def setting_changes(old: dict, new: dict) -> list[str]:
+    """'name old → new' for each setting whose value differs between two settings dicts."""
+    return [f"{name} {old.get(name)!r} → {new.get(name)!r}"
+            for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+
+
+def needs_gpu(config: RunConfig) -> bool:
+    """True for the GPU presets (fp16 training: blog, blog-fleurs, blog-v3-turbo)."""
+    return bool(PRESETS.get(config.preset, {}).get("fp16", True))
+
+
+def start_run(run_name: str | None = None, preset: str = "embedded", runs_root=None,
+              **overrides) -> tuple["RunDir", RunConfig]:
+    """Begin a run (notebook 01): resolve the settings and write runs/<name>/config.json.
+
+    run_name None: the preset's name. On Colab a GPU preset stops at once without a GPU
+    (helpers.colab.check_gpu_runtime). A RUN_NAME that holds a run of another preset, model
+    or corpus is refused (ValueError with the fix). The run id is kept when the data settings
+    are those of the saved run (notebook 01's outputs stay valid), else a new one is made,
+    which later notebooks' outputs and checkpoints of the old one no longer match.
+    """
+    from helpers.colab import check_gpu_runtime
+    from helpers.run import RunDir, remember_latest_run
+
     config = make_config(preset, **overrides)
+    check_gpu_runtime(preset, needs_gpu(config))
+    run = RunDir(run_name or preset, runs_root)
+    saved = saved_config(run)
+    if saved is not None:
+        refuse_other_run(run, saved, config)
+    config = replace(config, run_id=kept_run_id(saved, config))
     mount_corpus_storage(config)
     run.write_json("config.json", config.to_dict())
+    remember_latest_run(run)
     return run, config
+
+
+def saved_config(run: "RunDir") -> RunConfig | None:
+    """The RunConfig in run/config.json, or None when there is none (or it does not parse)."""
+    import json
+
+    path = run.path / "config.json"
+    try:
+        return config_from_dict(json.loads(path.read_text())) if path.is_file() else None
+    except (ValueError, TypeError):
+        return None
+
+
+def refuse_other_run(run: "RunDir", saved: RunConfig, config: RunConfig) -> None:
+    """ValueError when `run` holds a run of another preset, model or corpus than `config`."""
+    changes = setting_changes(settings_of(saved, RUN_KIND), settings_of(config, RUN_KIND))
+    if changes:
+        raise ValueError(
+            f"RUN_NAME {run.name!r} ({run.path}) holds a run of another kind ({'; '.join(changes)}). "
+            f"One RUN_NAME holds one run, so that notebooks 02-06 never mix its results: set "
+            f"RUN_NAME = None (the preset's name, {config.preset!r}) or a new name, or move the "
+            f"folder {run.path} aside (rename or delete it) to reuse the name.")
+
+
+def kept_run_id(saved: RunConfig | None, config: RunConfig) -> str:
+    """The saved run id when the data settings are unchanged, else a new one (printed)."""
+    if saved is not None and saved.run_id:
+        changes = setting_changes(settings_of(saved, DATA_SETTINGS), settings_of(config, DATA_SETTINGS))
+        if not changes:
+            return saved.run_id
+        print(f"data settings changed ({'; '.join(changes)}): new run id; what notebooks 02-06 "
+              f"made for run id {saved.run_id} (checkpoints, adapter, predictions) no longer counts")
+    return new_run_id()
 
 
 def mount_corpus_storage(config: RunConfig) -> None:
@@ -204,25 +297,42 @@ def mount_corpus_storage(config: RunConfig) -> None:
     ensure_drive(corpus_storage(config.corpus))
 
 
-def stage_config(run_name: str = "demo", runs_root=None, preset: str | None = None,
-                 **overrides) -> tuple["RunDir", RunConfig]:
+def stage_config(run_name: str | None = None, runs_root=None, preset: str | None = None,
+                 stage: str | None = None, **overrides) -> tuple["RunDir", RunConfig]:
     """Continue a run (notebooks 02-06): read config.json, apply and record overrides.
 
-    `preset`, if given, must be the one the run was started with (a run cannot switch
-    from tiny.en to large-v2 halfway).
+    run_name None: `preset`'s name, or with no preset the run notebook 01 started last in
+    this runs folder. `preset`, if given, must be the one the run was started with (a run
+    cannot switch from tiny.en to large-v2 halfway). On Colab a GPU preset stops at once
+    without a GPU. With `stage` ("02".."06"), the earlier notebooks it reads must have
+    finished for this run (their completion markers, helpers.run.check_stage_inputs), and
+    the corpus clips it transcribes are put on this runtime's disk when missing.
     """
-    from helpers.run import RunDir
+    from helpers.colab import check_gpu_runtime
+    from helpers.run import RunDir, check_stage_inputs, resolve_run_name
 
-    run = RunDir(run_name, runs_root)
+    if preset is not None:
+        check_gpu_runtime(preset, needs_gpu(make_config(preset)))
+    run = RunDir(resolve_run_name(run_name, preset, runs_root), runs_root)
     saved = run.read_json("config.json", "notebook 01 (data preparation)")
     config = config_from_dict(saved)
     if preset is not None and preset != config.preset:
-        raise ValueError(f"run {run_name!r} ({run.path}) was prepared with PRESET = "
-                         f"{config.preset!r}, not {preset!r}: set PRESET = {config.preset!r}, "
+        raise ValueError(f"run {run.name!r} ({run.path}) was prepared with PRESET = "
+                         f"{config.preset!r}, not {preset!r}: set PRESET = None (the run's) "
                          "or use a new RUN_NAME and start again from notebook 01")
+    check_gpu_runtime(config.preset, needs_gpu(config))
     chosen = {key.lower(): value for key, value in overrides.items() if value is not None}
     if chosen:
         config = replace(config, **chosen)
         run.write_json("config.json", config.to_dict())
+    if stage is not None:
+        check_stage_inputs(run, config, stage)
     mount_corpus_storage(config)
+    if stage in CLIP_STAGES:
+        from helpers.data.prepare import ensure_clips
+
+        ensure_clips(config, run)
     return run, config
+
+
+CLIP_STAGES = ("02", "05")  # notebooks that transcribe notebook 01's test clips (test_clips.jsonl)

@@ -2,9 +2,10 @@
 
     python -m helpers.demo [--run-name NAME] [--preset embedded] [--set KEY=VALUE ...]
 
-Each notebook runs in a fresh kernel (papermill), with RUN_NAME (and PRESET for 01)
-injected after its parameters cell; `--set` injects more parameters into every notebook
-that declares them (e.g. `--set MAX_STEPS=2`). Executed notebooks are saved in
+Each notebook runs in a fresh kernel (papermill), with RUN_NAME, PRESET and RESUME = False
+(a demo trains afresh; notebook 04's own default continues a run) injected after its
+parameters cell; `--set` injects more parameters into every notebook that declares them
+(e.g. `--set MAX_STEPS=2`, `--set RESUME=auto`). Executed notebooks are saved in
 runs/<name>/notebooks/. `make demo` runs this with the defaults (runs/demo/);
 `make demo-hindi` with `--preset embedded-hindi` (runs/demo-hindi/).
 """
@@ -53,6 +54,9 @@ def run_notebook(notebook: Path, run: RunDir, parameters: dict, timeout: int | N
     echo: what the notebook's cells print (e.g. notebook 04's line per logging step) also
     goes to this process's stdout/stderr, indented, so a headless run shows its progress.
     """
+    from helpers.colab import require_package
+
+    require_package("papermill", "running the notebooks from a command")
     import papermill
 
     accepted = {key: value for key, value in parameters.items() if key in declared_parameters(notebook)}
@@ -114,7 +118,7 @@ def run_all(run_name: str = "demo", preset: str = "embedded", extra: dict | None
     timeout = make_config(preset).cell_timeout
     # The folder this process resolved, passed on: the kernels then use the same run directory
     # even where their default would differ (a kernel on Colab defaults to Google Drive).
-    parameters = {"RUN_NAME": run_name, "PRESET": preset, **(extra or {}),
+    parameters = {"RUN_NAME": run_name, "PRESET": preset, "RESUME": False, **(extra or {}),
                   "RUNS_ROOT": str(run.path.parent)}
     for notebook in notebooks or notebook_paths():
         started = time.perf_counter()

@@ -22,24 +22,37 @@ CORPORA_ENV = "WHISPER_LORA_CORPORA"
 
 
 def corpora_root() -> Path:
-    """Where fetched corpora are kept: $WHISPER_LORA_CORPORA, else on Colab the Drive folder
-    beside the runs, else ~/.cache/whisper-lora/corpora."""
-    from helpers.colab import drive_home, in_colab
+    """Where fetched corpora are unpacked and their clips kept: $WHISPER_LORA_CORPORA, else on
+    Colab the runtime's own disk (helpers.colab.local_root()/corpora: thousands of small
+    files are slow on Drive, so each runtime that needs the clips unpacks them again from
+    the archive kept on Drive, see archives_root), else ~/.cache/whisper-lora/corpora."""
+    from helpers.colab import in_colab, local_root
 
     if os.environ.get(CORPORA_ENV):
         return Path(os.environ[CORPORA_ENV]).expanduser()
     if in_colab():
-        return drive_home() / "corpora"
+        return local_root() / "corpora"
     return Path.home() / ".cache" / "whisper-lora" / "corpora"
+
+
+def archives_root() -> Path:
+    """Where downloaded corpus archives are kept: on Colab Google Drive
+    (MyDrive/whisper-lora-8bit/corpora/downloads, one file per corpus, read by every runtime
+    that needs the clips), else corpora_root()/downloads."""
+    from helpers.colab import drive_home, in_colab
+
+    if in_colab() and not os.environ.get(CORPORA_ENV):
+        return drive_home() / "corpora" / "downloads"
+    return corpora_root() / "downloads"
 
 
 def corpus_storage(source) -> Path:
     """The folder a corpus is read from (to mount Drive first): the path itself for a local
-    corpus, corpora_root() for "mdc:", "fleurs:" and Hub ids (their audio is kept there)."""
+    corpus, archives_root() for "mdc:", "fleurs:" and Hub ids (their archives are kept there)."""
     text = str(source or "")  # "mdc:<id>", "fleurs:<config>" and Hub ids never start so
     if text.startswith(("/", "~", ".")):
         return Path(text).expanduser()
-    return corpora_root()
+    return archives_root()
 
 
 @contextmanager

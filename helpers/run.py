@@ -151,3 +151,185 @@ def resolve_runs_root(root: str | Path | None) -> Path:
     root = Path(root).expanduser()
     ensure_drive(root)
     return root
+
+
+# ------------------------------------------------------------------ which run
+
+LATEST_RUN = ".latest-run.json"  # in the runs folder: the run notebook 01 started last there
+
+
+def remember_latest_run(run: RunDir) -> None:
+    """Record `run` as the one notebook 01 started last in its runs folder."""
+    write_json_atomic(run.path.parent / LATEST_RUN, {"run_name": run.name})
+
+
+def resolve_run_name(run_name: str | None, preset: str | None, root=None) -> str:
+    """RUN_NAME as given; else the preset's name; else the run notebook 01 started last in
+    the runs folder `root` (FileNotFoundError saying what to do when there is none)."""
+    if run_name:
+        return run_name
+    if preset:
+        return preset
+    folder = resolve_runs_root(root)
+    latest = folder / LATEST_RUN
+    try:
+        return json.loads(latest.read_text())["run_name"]
+    except (OSError, ValueError, KeyError):
+        raise MissingStageError(f"no run in {folder} yet: run notebook 01 first (it starts one), "
+                                "or set RUN_NAME to the run to continue") from None
+
+
+# ------------------------------------------------------------------ completion markers
+
+STAGE_NOTEBOOKS = {"01": "01_data_preparation", "02": "02_load_8bit", "03": "03_lora_injection",
+                   "04": "04_training", "05": "05_inference", "06": "06_wer_comparison"}
+# 05 checks 04 itself when it scores the run's own adapter (trained_adapter), not one named by ADAPTER.
+STAGE_INPUTS = {"02": ("01",), "03": ("01",), "04": ("01",), "05": ("01",), "06": ("05",)}
+# What each notebook writes and no later one rewrites: its marker records their sizes (a file
+# a runtime left half-uploaded to Drive shows another size, or none), and the SHA-256 of the
+# files a later notebook must know it is reading (the adapter 05 loads, the predictions 06 scores).
+STAGE_OUTPUTS = {"01": ("corpus_report.json", "test_clips.jsonl", "dropped_rows.jsonl",
+                      "train_durations.json", "features"),
+               "02": ("footprint.json",), "03": ("lora.json",), "04": ("adapter", "train_log.json"),
+               "05": ("predictions.jsonl",), "06": ()}
+HASHED = {"04": ("adapter/adapter_model.safetensors",), "05": ("predictions.jsonl",)}
+
+
+class StaleStageError(MissingStageError):
+    """An earlier notebook's outputs are there, but not of this run, or not complete."""
+
+
+def marker_path(run: RunDir, stage: str) -> Path:
+    """run/stages/<NN>.json: notebook NN's completion marker."""
+    return run.path / "stages" / f"{stage}.json"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_files(run: RunDir, stage: str) -> dict[str, int]:
+    """{relative path: bytes} of every file notebook `stage` wrote that is there now."""
+    sizes = {}
+    for name in STAGE_OUTPUTS[stage]:
+        target = run.path / name
+        paths = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        for path in paths:
+            if path.is_file() and not path.name.startswith("."):
+                sizes[str(path.relative_to(run.path))] = path.stat().st_size
+    return sizes
+
+
+def finish_stage(run: RunDir, stage: str, run_id: str | None, **record) -> Path:
+    """End notebook `stage`: write its completion marker, then flush Google Drive (Colab).
+
+    The marker (run/stages/<NN>.json) holds the run id, the time, the size of each file the
+    notebook wrote, the SHA-256 of those later notebooks must trust (HASHED) and `record`.
+    On Colab, drive.flush_and_unmount() then uploads everything before the runtime goes
+    (helpers.colab.release_drive). Returns the marker's path.
+    """
+    from datetime import datetime, timezone
+
+    from helpers.colab import release_drive
+
+    files = stage_files(run, stage)
+    hashes = {name: file_sha256(run.path / name) for name in HASHED.get(stage, ()) if name in files}
+    marker = run.write_json(f"stages/{stage}.json", {
+        "stage": stage, "notebook": STAGE_NOTEBOOKS[stage], "run_id": run_id,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files, "sha256": hashes, **record})
+    print(f"notebook {stage} finished: {len(files)} files recorded in {marker.relative_to(run.path)}",
+          flush=True)
+    if release_drive(last=stage == "06"):
+        print("Google Drive flushed and unmounted: every file is uploaded, so the next notebook's "
+              "runtime sees them all (this runtime may go now)", flush=True)
+    return marker
+
+
+def read_marker(run: RunDir, stage: str, reader: str) -> dict:
+    """Notebook `stage`'s completion marker; MissingStageError saying what to do without one."""
+    path = marker_path(run, stage)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise MissingStageError(
+            f"notebook {stage} ({STAGE_NOTEBOOKS[stage]}) has not finished for run {run.name!r}: "
+            f"its completion marker {path} is missing. Run notebook {stage} again to its last "
+            f"cell (on Colab that cell also flushes Google Drive, so the next runtime sees all of "
+            f"its files), then run {reader} again.") from None
+
+
+def check_marker(run: RunDir, stage: str, run_id: str | None, reader: str) -> dict:
+    """Notebook `stage`'s marker, checked: this run id, every file there at its recorded size,
+    the hashed ones unchanged. StaleStageError naming the file and the fix otherwise."""
+    marker = read_marker(run, stage, reader)
+    again = f"Run notebook {stage} ({STAGE_NOTEBOOKS[stage]}) again, then {reader}."
+    if marker.get("run_id") != run_id:
+        raise StaleStageError(
+            f"notebook {stage}'s outputs in {run.path} are of run id {marker.get('run_id')}, an "
+            f"earlier preparation of this run; notebook 01 has since prepared run id {run_id} "
+            f"with other data settings. {again}")
+    for name, size in marker["files"].items():
+        path = run.path / name
+        found = path.stat().st_size if path.is_file() else None
+        if found != size:
+            raise StaleStageError(
+                f"{path} is {'missing' if found is None else f'{found:,} bytes'}, but notebook "
+                f"{stage} wrote {size:,} bytes: its runtime ended before Google Drive had "
+                f"uploaded everything, or the file was changed since. {again}")
+    for name, digest in marker.get("sha256", {}).items():
+        if file_sha256(run.path / name) != digest:
+            raise StaleStageError(f"{run.path / name} is not the file notebook {stage} wrote "
+                                  f"(its SHA-256 differs). {again}")
+    return marker
+
+
+def check_stage_inputs(run: RunDir, config, stage: str) -> dict[str, dict]:
+    """Check the markers of the notebooks `stage` reads (STAGE_INPUTS); returns them by stage.
+
+    Notebook 06 also checks that the predictions were made with the adapter notebook 04
+    recorded last (when 05 used the run's adapter)."""
+    reader = f"notebook {stage}"
+    markers = {needed: check_marker(run, needed, config.run_id, reader)
+               for needed in STAGE_INPUTS.get(stage, ())}
+    made = markers.get("05", {})
+    if stage == "06" and made.get("adapter") == "run":
+        trained = check_marker(run, "04", config.run_id, "notebook 05, then 06")
+        if made.get("adapter_sha256") != trained["sha256"].get("adapter/adapter_model.safetensors"):
+            raise StaleStageError(
+                f"predictions.jsonl in {run.path} were made with an earlier adapter: notebook 04 "
+                f"has trained again since (at {trained['finished_at']}). Run notebook 05 again, "
+                "then notebook 06.")
+    return markers
+
+
+def trained_adapter(run: RunDir, run_id: str | None) -> Path:
+    """The run's adapter/ once notebook 04's marker vouches for it (this run id, the very
+    weights it saved); MissingStageError / StaleStageError saying what to do otherwise."""
+    check_marker(run, "04", run_id, "notebook 05")
+    return run.adapter_dir
+
+
+def adapter_record(run: RunDir, adapter) -> dict:
+    """What notebook 05's marker says about the adapter it used: the run's (with the SHA-256
+    of its weights, which 06 compares with notebook 04's marker) or the one named by ADAPTER."""
+    if adapter:
+        return {"adapter": str(adapter)}
+    return {"adapter": "run", "adapter_sha256": file_sha256(run.adapter_dir / "adapter_model.safetensors")}
+
+
+def stage_done(run: RunDir, stage: str, run_id: str | None) -> bool:
+    """True when notebook `stage` finished for this run id and its files are all there
+    (its marker checks out; see check_marker)."""
+    try:
+        check_marker(run, stage, run_id, f"notebook {stage}")
+    except MissingStageError:
+        return False
+    return True

@@ -7,8 +7,9 @@ A source is a Python file whose cells start with `# %%` lines:
 The shared setup cell (notebooks/src/_setup.py) is inserted as the first code cell, so it
 comes from one place, and an "Open in Colab" badge is added under each title. The Colab
 end-to-end notebook (colab/whisper_lora_t4.ipynb) is assembled from the numbered sources:
-one setup cell, one parameters cell (the union, with PRESET = "blog"), then every stage's
-cells in order, so the two cannot drift. Outputs are always empty. `--check` exits 1 if a
+one setup cell, one parameters cell (the union, with PRESET = "blog" and SKIP_IF_DONE =
+True), a cell that keeps Drive mounted from stage to stage, then every stage's cells in
+order, so the two cannot drift. Outputs are always empty. `--check` exits 1 if a
 notebook is stale.
 
     python scripts/build_notebooks.py [--check]
@@ -108,8 +109,14 @@ def merged_parameters(sources: list[Path]) -> str:
             if name in seen:
                 continue
             seen.add(name)
-            lines.append(line.replace('PRESET = "embedded" ', 'PRESET = "blog"     ', 1))
+            lines.append(line.replace('PRESET = "embedded" ', 'PRESET = "blog"     ', 1)
+                         .replace("SKIP_IF_DONE = False", "SKIP_IF_DONE = True ", 1))
     return "\n".join(lines)
+
+
+ONE_RUNTIME = ("code", "# All six stages run in this one runtime: Google Drive stays mounted from stage to stage\n"
+               "# and is flushed and unmounted once, at the end of stage 06.\n"
+               "from helpers.colab import keep_drive_mounted\n\nkeep_drive_mounted()", [])
 
 
 def build_end_to_end(sources: list[Path]) -> dict:
@@ -122,8 +129,12 @@ def build_end_to_end(sources: list[Path]) -> dict:
              "downloads Common Voice Hindi from the Mozilla Data Collective (a free API key, "
              "stored as the Colab secret `MDC_API_KEY`); `PRESET = \"blog-fleurs\"` trains on "
              "FLEURS Hindi with no sign-in (see the README). The run directory is kept on "
-             "Google Drive (`MyDrive/whisper-lora-8bit/runs/`), so a disconnect loses nothing.", [])
-    cells = [intro, setup_cell(), ("code", merged_parameters(sources), ["parameters"])]
+             "Google Drive (`MyDrive/whisper-lora-8bit/runs/<RUN_NAME>/`). After a disconnect, "
+             "open this notebook again and *Run all* with the same parameters: stages 01 and 02 "
+             "are skipped when their outputs are on Drive for the same settings "
+             "(`SKIP_IF_DONE = True`), and training continues from its last checkpoint "
+             "(`RESUME = \"auto\"`), printing `resuming from checkpoint-N`.", [])
+    cells = [intro, setup_cell(), ("code", merged_parameters(sources), ["parameters"]), ONE_RUNTIME]
     for source in sources:
         stage = [c for c in parse_cells(source.read_text()) if "parameters" not in c[2]]
         title = stage[0][1].splitlines()[0].replace("# ", "## ", 1)

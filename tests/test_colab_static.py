@@ -70,3 +70,17 @@ def test_colab_installs_only_what_the_runtime_lacks():
              (ROOT / "colab" / "requirements-colab.txt").read_text().splitlines()]
     names = {re.split(r"[<>=]", line)[0] for line in lines if line}
     assert {"bitsandbytes", "jiwer"} <= names and "torch" not in names
+
+
+def test_end_to_end_notebook_skips_prepared_stages_resumes_and_flushes_drive_once():
+    """After a disconnect, Run all again: 01 and 02 skip what is on Drive for the same settings,
+    04 resumes; Drive stays mounted between stages and is flushed once, at the end of 06."""
+    cells = json.loads((ROOT / "colab" / "whisper_lora_t4.ipynb").read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    parameters = {}
+    exec(code[1], {}, parameters)  # noqa: S102 - the committed parameters cell (literals)
+    assert (parameters["PRESET"], parameters["RUN_NAME"]) == ("blog", None)
+    assert parameters["SKIP_IF_DONE"] is True and parameters["RESUME"] == "auto"
+    assert "keep_drive_mounted()" in code[2]
+    stages = [cell for cell in code if "finish_stage(run, " in cell]
+    assert [cell.split('finish_stage(run, "')[1][:2] for cell in stages] == ["01", "02", "03", "04", "05", "06"]

@@ -48,3 +48,27 @@ def test_parameters_are_upper_case_and_commented(path):
         if line.strip() and not line.lstrip().startswith("#"):
             name = line.split("=")[0].strip()
             assert name.isupper() and "#" in line, f"{path.name}: {line!r}"
+
+
+def parameter_values(path) -> dict:
+    """The values a notebook's parameters cell assigns (the cell holds literals only)."""
+    cell = next(c for c in code_cells(path) if "parameters" in c["metadata"].get("tags", []))
+    values = {}
+    exec("".join(cell["source"]), {}, values)  # noqa: S102 - our own committed literals
+    return values
+
+
+def test_runs_are_named_by_the_preset_and_later_notebooks_take_the_runs_preset():
+    first = parameter_values(NOTEBOOKS[0])
+    assert (first["RUN_NAME"], first["PRESET"], first["SKIP_IF_DONE"]) == (None, "embedded", False)
+    for path in NOTEBOOKS[1:]:
+        values = parameter_values(path)
+        assert (values["RUN_NAME"], values["PRESET"]) == (None, None), path.name
+    assert parameter_values(NOTEBOOKS[3])["RESUME"] == "auto"  # 04 continues by default
+    assert parameter_values(NOTEBOOKS[1])["SKIP_IF_DONE"] is False
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_ends_with_its_completion_marker(path):
+    last = "".join(code_cells(path)[-1]["source"])
+    assert f'finish_stage(run, "{path.name[:2]}", config.run_id' in last

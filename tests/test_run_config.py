@@ -104,3 +104,104 @@ def test_stage_config_reads_and_records_overrides(tmp_path):
 def test_stage_config_without_notebook_01_says_so(tmp_path):
     with pytest.raises(MissingStageError, match="notebook 01"):
         stage_config("never-started", tmp_path)
+
+
+# ------------------------------------------------------------------ run identity (issue 22)
+def test_run_name_defaults_to_the_preset_and_later_notebooks_find_the_latest_run(tmp_path):
+    run, config = start_run(None, "embedded-hindi", tmp_path)
+    assert run.path == tmp_path / "embedded-hindi" and config.run_id
+    start_run(None, "embedded", tmp_path)
+    assert stage_config(None, tmp_path)[0].name == "embedded"  # no RUN_NAME, no PRESET: the latest
+    assert stage_config(None, tmp_path, "embedded-hindi")[0].name == "embedded-hindi"
+    with pytest.raises(MissingStageError, match="run notebook 01 first"):
+        stage_config(None, tmp_path / "empty")
+
+
+def test_the_run_id_is_kept_for_the_same_data_and_renewed_for_other_data(tmp_path, capsys):
+    first = start_run("r", "embedded", tmp_path, max_train_clips=8)[1].run_id
+    assert start_run("r", "embedded", tmp_path, max_train_clips=8, max_steps=3)[1].run_id == first
+    renewed = start_run("r", "embedded", tmp_path, max_train_clips=9)[1].run_id
+    assert renewed != first
+    assert f"max_train_clips 8 → 9): new run id; what notebooks 02-06 made for run id {first}" in capsys.readouterr().out
+
+
+def test_a_run_name_is_not_reused_for_another_preset_model_or_corpus(tmp_path):
+    start_run("r", "embedded", tmp_path)
+    for changed in ({"preset": "embedded-hindi"}, {"preset": "embedded", "model": "embedded-base"},
+                    {"preset": "embedded", "corpus": str(tmp_path)}):
+        with pytest.raises(ValueError, match=r"RUN_NAME 'r' .* holds a run of another kind .*"
+                                             r"set RUN_NAME = None .* or move the folder"):
+            start_run("r", **changed, runs_root=tmp_path)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["preset"] == "embedded"  # untouched
+
+
+def marked_run(tmp_path):
+    """A run with notebook 01's files and marker, notebook 04's adapter and marker, 05's too."""
+    from helpers.run import adapter_record, finish_stage
+
+    run, config = start_run("m", "embedded", tmp_path)
+    for name in ("corpus_report.json", "test_clips.jsonl", "train_durations.json"):
+        run.write_json(name, [])
+    finish_stage(run, "01", config.run_id)
+    (run.path / "adapter").mkdir()
+    (run.path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights-1")
+    finish_stage(run, "04", config.run_id, train_steps=2)
+    run.write_jsonl("predictions.jsonl", [{"reference": "a", "base": "b", "finetuned": "a"}])
+    finish_stage(run, "05", config.run_id, **adapter_record(run, None))
+    return run, config
+
+
+def test_later_notebooks_check_the_markers_of_the_ones_they_read(tmp_path):
+    from helpers.run import StaleStageError, check_stage_inputs, trained_adapter
+
+    run, config = marked_run(tmp_path)
+    assert set(check_stage_inputs(run, config, "06")) == {"05"}
+    assert trained_adapter(run, config.run_id) == run.adapter_dir
+    (run.path / "stages" / "01.json").unlink()
+    with pytest.raises(MissingStageError, match=r"notebook 01 \(01_data_preparation\) has not finished "
+                                                r"for run 'm': its completion marker .* is missing\. "
+                                                r"Run notebook 01 again to its last cell"):
+        stage_config("m", tmp_path, stage="02")
+    run, config = marked_run(tmp_path / "again")
+    (run.path / "test_clips.jsonl").write_text("")  # not what 01 wrote (a half-uploaded file)
+    with pytest.raises(StaleStageError, match=r"test_clips.jsonl is 0 bytes, but notebook 01 wrote"):
+        check_stage_inputs(run, config, "03")
+
+
+def test_05_and_06_refuse_an_adapter_or_predictions_of_another_training(tmp_path):
+    from helpers.run import StaleStageError, check_stage_inputs, finish_stage, trained_adapter
+
+    run, config = marked_run(tmp_path)
+    (run.path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights-2")  # same size
+    with pytest.raises(StaleStageError, match="adapter_model.safetensors is not the file notebook 04 wrote"):
+        trained_adapter(run, config.run_id)
+    finish_stage(run, "04", config.run_id, train_steps=3)  # 04 trained again, 05 did not
+    with pytest.raises(StaleStageError, match="predictions.jsonl .* were made with an earlier adapter: "
+                                              "notebook 04 has trained again since"):
+        check_stage_inputs(run, config, "06")
+    _, renewed = start_run("m", "embedded", tmp_path, max_train_clips=5)  # other data: a new run id
+    with pytest.raises(StaleStageError, match=f"are of run id {config.run_id}, an earlier preparation"):
+        trained_adapter(run, renewed.run_id)
+
+
+@pytest.mark.integration  # prepares cv-mini features twice
+def test_notebook_01_skips_data_it_already_prepared_for_the_same_settings(tmp_path, capsys):
+    """SKIP_IF_DONE (the all-in-one notebook's default): a finished preparation for the same
+    data settings is reused, features untouched; other data settings prepare again."""
+    from fixtures.tiny_runs import prepared_run
+    from helpers.data.prepare import prepare_run_data
+    from helpers.model.load import load_processor
+    from helpers.run import finish_stage
+
+    run, config = prepared_run(tmp_path, "skip", train_clips=4, test_clips=2)
+    finish_stage(run, "01", config.run_id)
+    features = {p: p.stat().st_mtime_ns for p in (run.path / "features").rglob("*") if p.is_file()}
+    processor = load_processor(config.model)
+    reports = prepare_run_data(config, run, processor, reuse=True)
+    assert "skipped: notebook 01 already prepared this data" in capsys.readouterr().out
+    assert reports == json.loads((run.path / "corpus_report.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in features} == features  # not written again
+    _, other = start_run("skip", "embedded", tmp_path, max_train_clips=3, max_test_clips=2)
+    prepare_run_data(other, run, processor, reuse=True)
+    assert "skipped" not in capsys.readouterr().out.split("new run id")[-1]
+    assert len(json.loads((run.path / "train_durations.json").read_text())) == 3

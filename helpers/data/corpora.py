@@ -86,8 +86,9 @@ AUDIO_CACHE = Path(os.environ.get("WHISPER_LORA_AUDIO_CACHE",
 
 def audio_cache() -> Path:
     """Where audio from Hub datasets is written: $WHISPER_LORA_AUDIO_CACHE, else on Colab
-    on Google Drive beside the runs (the next notebook runs in another runtime and reads
-    these files), else ~/.cache/whisper-lora-8bit/audio."""
+    corpora_root()/audio on the runtime's own disk (file names are content hashes, so a
+    later runtime that loads the split again writes each clip at the same path), else
+    ~/.cache/whisper-lora-8bit/audio."""
     from helpers.colab import in_colab
 
     if os.environ.get("WHISPER_LORA_AUDIO_CACHE") or not in_colab():
@@ -312,6 +313,9 @@ def load_hub_dataset(name: str, config: str | None = None, split: str = "train",
     if load_kwargs.pop("trust_remote_code", False):
         raise ValueError("trust_remote_code is refused: this project never runs a dataset's "
                          "own code. Use a dataset published as files (parquet, audio folder).")
+    from helpers.colab import load_colab_secret
+
+    load_colab_secret("HF_TOKEN")  # Colab's secret store first: a replaced token works at once
     dataset = datasets.load_dataset(name, config, split=split, **load_kwargs)
     default_dir = audio_cache() / "_".join(str(p).replace("/", "--") for p in (name, config, split))
     return hub_to_corpus(dataset, text_column, audio_column, audio_dir or default_dir)

@@ -8,14 +8,20 @@
 unpacks it into a hidden staging folder and renames that into place, so a killed download
 or unpack leaves nothing a later run trusts; the locale folder inside is then read by the
 Common Voice loader (helpers.data.corpora.load_common_voice). The API key comes from
-$MDC_API_KEY or Colab's secret store (MDC_API_KEY) and is never printed or written.
+Colab's secret store (MDC_API_KEY, read again at every download) or $MDC_API_KEY, and is
+never printed or written.
 
-Where (`helpers.files.corpora_root`): on Colab `corpora/` beside the Drive runs (MyDrive/whisper-lora-8bit/corpora), so
-every notebook's runtime finds the same clips; elsewhere ~/.cache/whisper-lora/corpora
-($WHISPER_LORA_CORPORA overrides both).
+Where: the archive in `helpers.files.archives_root()/mdc-<id>/`, the unpacked release in
+`helpers.files.corpora_root()/mdc-<id>/`. On Colab the archive stays on Google Drive
+(MyDrive/whisper-lora-8bit/corpora/downloads: one file, where a release unpacked would be
+over 10,000 small ones), and each runtime that needs the clips unpacks it onto its own disk
+(/content/whisper-lora-work/corpora), at the same path every time, so the clip paths that
+notebook 01 records hold in every runtime. Elsewhere both lie in ~/.cache/whisper-lora/corpora
+and the archive is deleted once unpacked ($WHISPER_LORA_CORPORA overrides both).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import tarfile
 import zlib
@@ -59,16 +65,30 @@ def fetch_mdc(source: str, root=None) -> Path:
     """The Common Voice locale folder of "mdc:<id>", downloaded and unpacked on first use.
 
     Returns <root>/mdc-<id>/.../<locale>/ (the folder with clips/ and train.tsv). A folder
-    unpacked before is used as it is, with no key and no network.
+    unpacked before is used as it is; an archive downloaded before (on Colab: on Drive, by
+    an earlier runtime) is unpacked again with no key and no network.
     """
+    from helpers.colab import in_colab
+    from helpers.files import archives_root
+
     dataset_id = source_name(source, MDC_PREFIX)
-    root = Path(root or corpora_root())
-    target = root / f"mdc-{re.sub(r'[^A-Za-z0-9._-]+', '_', dataset_id)}"
+    safe_id = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_id)
+    target = Path(root or corpora_root()) / f"mdc-{safe_id}"
     if not target.is_dir():
-        archive = download_mdc_archive(dataset_id, root / "downloads")
+        folder = (Path(root) / "downloads" if root else archives_root()) / f"mdc-{safe_id}"
+        archive = kept_archive(folder) or download_mdc_archive(dataset_id, folder)
         unpack_atomic(archive, target)
-        archive.unlink(missing_ok=True)  # unpacked: the archive would only fill Drive
+        if not in_colab():  # unpacked on the same disk: the archive is a copy
+            archive.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # its folder, once empty
+                archive.parent.rmdir()
     return find_locale(target, source)
+
+
+def kept_archive(folder) -> Path | None:
+    """The complete archive a download left in `folder` (never a `.part` file), or None."""
+    found = sorted(Path(folder).glob("*.tar.gz")) if Path(folder).is_dir() else []
+    return found[-1] if found else None
 
 
 def mdc_api_key() -> None:

@@ -5,6 +5,7 @@ each split), dropped_rows.jsonl, features/<train split>/ and test_clips.jsonl.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from helpers.config import RunConfig
@@ -26,9 +27,22 @@ def load_filtered_split(config: RunConfig, split: str, tokenizer, max_clips: int
     return kept, report
 
 
-def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dict]:
-    """Filter every split, save training features and the test clip list; returns reports."""
+def prepare_run_data(config: RunConfig, run: RunDir, processor, reuse: bool = False) -> dict[str, dict]:
+    """Filter every split, save training features and the test clip list; returns reports.
+
+    reuse=True (SKIP_IF_DONE): when notebook 01 already finished for this run id (the same
+    data settings; its marker checks out), nothing is prepared again: the saved reports are
+    returned, and the test clips put back on this runtime's disk if they are missing.
+    """
     from datasets import concatenate_datasets
+
+    from helpers.run import stage_done
+
+    if reuse and stage_done(run, "01", config.run_id):
+        print(f"skipped: notebook 01 already prepared this data (run id {config.run_id}); "
+              "set SKIP_IF_DONE = False to prepare it again", flush=True)
+        ensure_clips(config, run)
+        return run.read_json("corpus_report.json", "notebook 01")
 
     reports, dropped, train_parts = {}, [], []
     for split in config.train_splits:
@@ -50,6 +64,37 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
     run.write_jsonl("dropped_rows.jsonl", dropped)
     run.write_json("train_durations.json", [round(d, 3) for d in train["duration"]])
     return reports
+
+
+def ensure_clips(config: RunConfig, run: RunDir) -> int:
+    """Make sure the test clips notebook 01 recorded (test_clips.jsonl) are on this disk.
+
+    A corpus fetched by name ("mdc:", "fleurs:", a Hub id) keeps its clips on the runtime's
+    own disk on Colab, so a new runtime loads the test split again: from the archive kept on
+    Drive, or the Hub (the clips land at the same paths). Returns how many were missing;
+    MissingStageError naming a clip and the fix when some still are.
+    """
+    from helpers.data.fetch import is_fleurs, is_mdc
+    from helpers.run import MissingStageError
+
+    clips = run.read_jsonl("test_clips.jsonl", "notebook 01 (data preparation)")
+    missing = [clip for clip in clips if not Path(clip["path"]).is_file()]
+    source = str(config.corpus)
+    if missing and (is_mdc(source) or is_fleurs(source) or not Path(source).expanduser().exists()):
+        print(f"{len(missing)} of {len(clips)} test clips are not on this runtime's disk: "
+              f"loading {source} [{config.test_split}] again ...", flush=True)
+        with contextlib.suppress(FileNotFoundError, ValueError):  # a local folder that is gone
+            load_corpus(source, split=config.test_split, config=config.corpus_config,
+                        text_column=config.text_column)
+        still = [clip for clip in missing if not Path(clip["path"]).is_file()]
+    else:
+        still = missing
+    if still:
+        raise MissingStageError(
+            f"{len(still)} of the {len(clips)} test clips notebook 01 recorded are missing, e.g. "
+            f"{still[0]['path']}: the corpus {source} was moved or changed. Restore it, or run "
+            "notebook 01 again.")
+    return len(missing)
 
 
 def save_dataset_atomic(dataset, target: Path) -> None:

@@ -43,7 +43,12 @@ def convert_to_ct2(merged_dir: str | Path, out_dir: str | Path, quantization: st
 
 def export_ct2(adapter_dir, out_dir, quantization: str = "float16", model_source=None,
                language=None, task=None) -> Path:
-    """Merge the adapter (see export_merged) and convert the result for CTranslate2."""
+    """Merge the adapter (see export_merged) and convert the result for CTranslate2.
+
+    The `ctranslate2` package is checked first (on Colab installed, helpers.colab.require_package)."""
+    from helpers.colab import require_package
+
+    require_package("ctranslate2", "the CTranslate2 export")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-merged-", dir=out_dir.parent) as tmp:

@@ -211,6 +211,9 @@ def _download_adapter(repo_id: str, revision: str | None) -> Path:
         RevisionNotFoundError,
     )
 
+    from helpers.colab import load_colab_secret
+
+    load_colab_secret("HF_TOKEN")  # Colab's secret store first: a replaced token works at once
     where = f"{repo_id}@{revision}" if revision else repo_id
     prefix = f"{where}: no such folder here, and"
     try:

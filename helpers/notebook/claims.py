@@ -1,4 +1,4 @@
-"""The blog's claims (REFERENCE.md) side by side with what a run measured."""
+"""The blog's claims (docs/recipe.md) side by side with what a run measured."""
 from __future__ import annotations
 
 # claim key -> (what the blog says, the metrics.json key that answers it)

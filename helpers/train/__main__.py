@@ -6,7 +6,7 @@ reads the run directory's features/train (written by notebook 01) or streams the
 and writes checkpoints/, adapter/ (and adapter_best/), train_log.json and metrics.json.
 
     python -m helpers.train --config runs/demo/config.json            # a new training
-    python -m helpers.train --config runs/demo/config.json --resume   # after a crash or kill -9
+    python -m helpers.train --config runs/demo/config.json --resume   # after a crash or kill -9 (the same training only)
     python -m helpers.train --config runs/demo/config.json --set max_steps=100 --set eval_steps=20
 
 More than one process (each places the quantized base on its own device; rank 0 writes):
@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", required=True,
                         help="the run's config.json (written by notebook 01); its folder is the run directory")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the last complete checkpoint in <run>/checkpoints")
+                        help="continue the same training (run id and settings, see notebook 04's "
+                             "RESUME) from its last complete checkpoint; without it the "
+                             "checkpoints are removed and training starts over")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this training (recorded in config.json), "
                              "e.g. --set max_steps=100")

@@ -1,13 +1,14 @@
 """The training stage (notebook 04 and `python -m helpers.train`): one implementation.
 
     run_training(config, run, resume)      the whole stage, as the script runs it
-      prepare_output(run, resume)          clean half-written files; pick the checkpoint to resume
+      prepare_output(run, resume, config)  clean half-written files; pick the checkpoint to resume
       load_training_model(config)          base (8bit/4bit/fp16/fp32; fp16 is fp32 off CUDA) + LoRA
       training_dataset(config, run, ...)   features/train from notebook 01, or a stream (streaming)
       eval_clips(config, tokenizer)        dev clips for WER during training (eval_steps)
       build_trainer(...)                   Seq2SeqTrainer + memory and WER callbacks
       train(trainer, resume_from)          trainer.train; returns steps, seconds, loss, memory
       finish_training(trainer, config, run, summary)   rank 0: adapter/, train_log.json, metrics
+      finish_stage(run, "04", ...)         rank 0: the completion marker notebook 05 checks
 
 Under `torchrun`/`accelerate launch` every process runs this same code; each places the
 (quantized) base on its own device (`process_device`), and only rank 0 writes files
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import torch
 from transformers import PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from helpers.config import RunConfig
 from helpers.run import RunDir
-from helpers.train.checkpoints import BEST_ADAPTER, CHECKPOINT_NAME, prepare_output, process_rank
+from helpers.train.checkpoints import (BEST_ADAPTER, CHECKPOINT_NAME, checkpoint_identity, is_complete_checkpoint,
+                                       keep_on_drive, prepare_output, process_rank, training_checkpoints_dir)
 from helpers.train.collator import SpeechSeq2SeqCollator
 
 # ---------------------------------------------------------------- processes and devices
@@ -306,6 +309,56 @@ class WerCallback(TrainerCallback):
         self.pending = None
 
 
+class RunIdentity(TrainerCallback, ExportableState):
+    """Keep the run id and training settings (helpers.config.TRAINING_SETTINGS) in every
+    checkpoint's trainer_state.json, with the seconds trained so far.
+
+    The Trainer writes the `state()` of such callbacks into trainer_state.json at each save
+    (transformers' ExportableState), so a checkpoint says which training it belongs to, which
+    RESUME = "auto" checks (helpers.train.checkpoints.check_same_training), and a resumed
+    training adds its time to the seconds trained before the checkpoint.
+    """
+
+    def __init__(self, settings: dict, seconds_before: float = 0.0):
+        self.settings, self.seconds_before, self.started = settings, seconds_before, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Start this session's clock."""
+        self.started = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Seconds trained: before the resumed checkpoint, plus this session so far."""
+        session = time.perf_counter() - self.started if self.started is not None else 0.0
+        return round(self.seconds_before + session, 1)
+
+    def state(self) -> dict:
+        """What trainer_state.json keeps (read back by checkpoint_identity)."""
+        return {"args": {"settings": self.settings}, "attributes": {"train_seconds": self.train_seconds()}}
+
+
+class SaveLastStep(TrainerCallback):
+    """Save a checkpoint at the last step too (not only every save_steps), so that a finished
+    training can be continued from its end when MAX_STEPS is raised."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            control.should_save = True
+
+
+class KeepLatestOnDrive(TrainerCallback):
+    """After each save, copy the new checkpoint (written on the runtime's disk) into the run's
+    checkpoints/ on Google Drive, overwriting the older of two slots in place (rank 0)."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and is_complete_checkpoint(checkpoint):
+            slot = keep_on_drive(checkpoint, self.run)
+            print(f"step {state.global_step}: checkpoint kept on Google Drive ({slot.name})", flush=True)
+
+
 class SpeechTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose loss is divided by the gradient accumulation steps.
 
@@ -322,16 +375,23 @@ class SpeechTrainer(Seq2SeqTrainer):
 
 def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDir,
                   callbacks: list | None = None, clips: list[dict] | None = None) -> Seq2SeqTrainer:
-    """A Seq2SeqTrainer over `train_dataset` whose checkpoints go to run/checkpoints.
+    """A Seq2SeqTrainer over `train_dataset` whose checkpoints go to run/checkpoints (for a
+    run on Google Drive: to the runtime's disk, the latest kept on Drive, KeepLatestOnDrive).
 
     clips: dev clips for WER during training (see eval_clips); used when config.eval_steps
     is set, with the best adapter kept in run/adapter_best when config.keep_best_adapter.
     """
+    from helpers.colab import on_drive
+    from helpers.config import TRAINING_SETTINGS, settings_of
+
     collator = SpeechSeq2SeqCollator(
         processor=processor,
         decoder_start_token_id=model.config.decoder_start_token_id,
         zero_padding_share=config.zero_padding_share, seed=config.seed)
-    extra = [MemoryCallback(), StepPrinter()]
+    extra = [MemoryCallback(), StepPrinter(), RunIdentity(settings_of(config, TRAINING_SETTINGS)),
+             SaveLastStep()]
+    if on_drive(run.path):
+        extra.append(KeepLatestOnDrive(run))
     if measures_wer(config) and clips:
         best = run.path / BEST_ADAPTER if config.keep_best_adapter else None
         extra.append(WerCallback(processor, clips, config.eval_steps, config.eval_batch_size,
@@ -340,7 +400,7 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
                                  fallback=config.decode_fallback))
     trainer = SpeechTrainer(
         model=model,
-        args=training_arguments(config, run.checkpoints_dir),
+        args=training_arguments(config, training_checkpoints_dir(run)),
         data_collator=collator,
         train_dataset=train_dataset,
         processing_class=processor.feature_extractor,
@@ -359,13 +419,17 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
 def train(trainer: Seq2SeqTrainer, resume_from: str | Path | None = None) -> dict:
     """Run training (from `resume_from`, a checkpoint folder, when given).
 
-    Returns steps, seconds, final loss and peak memory (plus resumed_from_step).
+    Returns steps, seconds, final loss and peak memory (plus resumed_from_step). After a
+    resume, train_seconds adds this session to the seconds trained before the checkpoint.
     """
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    identity = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, RunIdentity)), None)
+    if identity is not None and resume_from:
+        identity.seconds_before = checkpoint_identity(resume_from).get("attributes", {}).get("train_seconds", 0.0)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    seconds = time.perf_counter() - started
+    seconds = identity.train_seconds() if identity is not None else time.perf_counter() - started
     memory = peak_memory_bytes()
     resumed = int(CHECKPOINT_NAME.match(Path(resume_from).name).group(1)) if resume_from else 0
     return {
@@ -428,10 +492,15 @@ def finish_training(trainer: Seq2SeqTrainer, config: RunConfig, run: RunDir, sum
                               trainable_params=trainable, total_params=total)
 
 
-def run_training(config: RunConfig, run: RunDir, resume: bool = False) -> dict:
-    """The whole training stage: what `python -m helpers.train` runs; returns the metrics."""
+def run_training(config: RunConfig, run: RunDir, resume=False) -> dict:
+    """The whole training stage: what `python -m helpers.train` runs; returns the metrics.
+
+    resume: False (a new training), True or "auto" (continue the same training's last
+    checkpoint; see prepare_output). Rank 0 ends with notebook 04's completion marker."""
+    from helpers.run import finish_stage
+
     check_training_config(config)
-    resume_from = prepare_output(run, resume)
+    resume_from = prepare_output(run, resume, config)
     model, processor = load_training_model(config)
     dataset = training_dataset(config, run, processor)
     clips = eval_clips(config, processor.tokenizer) if measures_wer(config) else None
@@ -439,4 +508,7 @@ def run_training(config: RunConfig, run: RunDir, resume: bool = False) -> dict:
         run.write_jsonl("eval_clips.jsonl", clips)
     trainer = build_trainer(model, processor, dataset, config, run, clips=clips)
     summary = train(trainer, resume_from)
-    return finish_training(trainer, config, run, summary)
+    metrics = finish_training(trainer, config, run, summary)
+    if process_rank() == 0:
+        finish_stage(run, "04", config.run_id, train_steps=metrics["train_steps"])
+    return metrics

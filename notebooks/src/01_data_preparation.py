@@ -20,7 +20,7 @@
 # left at `None` keeps the preset's choice.
 
 # %% parameters
-RUN_NAME = "demo"          # results go to runs/<RUN_NAME>/ (the only channel to notebooks 02-06)
+RUN_NAME = None            # results go to runs/<RUN_NAME>/ (the only channel to notebooks 02-06); None: the preset's name
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
 PRESET = "embedded"        # "embedded" (tiny.en, cv-mini, CPU), "embedded-hindi" (base, cv-mini Hindi, CPU), "blog" (whisper-large-v2, Common Voice Hindi, T4), "blog-fleurs" (the same on FLEURS Hindi, no sign-in) or "blog-v3-turbo" (whisper-large-v3-turbo, fp16 base, Common Voice Hindi, T4)
 MODEL = None               # model source: "embedded", a Hub id, a local or CTranslate2 folder
@@ -32,12 +32,17 @@ MAX_TRAIN_CLIPS = None     # cap the training clips (None: all)
 MAX_TEST_CLIPS = None      # cap the test clips (None: all)
 SEED = None                # seeds LoRA's initialization and the order of the training data (None: the preset's, 42)
 TIMESTAMP_SHARE = None     # share of training clips labelled with timestamps, <|0.00|> text <|end|>, so the model keeps predicting them for long audio (None: the preset's, 0.0 as in the recipe)
+SKIP_IF_DONE = False       # True: when this run already holds this notebook's outputs for the same settings, prepare nothing again (set False after editing a local corpus)
 
 # %% [markdown]
 # ## The run directory and its settings
 # `start_run` resolves the preset plus your overrides and writes `config.json` into the
 # run directory. Every later notebook reads it from there, so they agree on model,
-# language and corpus without sharing any kernel state.
+# language and corpus without sharing any kernel state. It also gives the run an id: kept
+# when this notebook runs again with the same data settings, new when they change, so that
+# checkpoints, the adapter and the predictions of older data are never taken for this run's.
+# A `RUN_NAME` that holds a run of another preset, model or corpus is refused, with the fix.
+# On Colab a GPU preset stops here at once if the runtime has no GPU (or one under 14 GB).
 
 # %%
 from helpers.config import start_run
@@ -91,7 +96,7 @@ print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):",
 # %%
 from helpers.data.prepare import prepare_run_data, report_table
 
-reports = prepare_run_data(config, run, processor)
+reports = prepare_run_data(config, run, processor, reuse=SKIP_IF_DONE)
 report_table(reports)
 
 # %% [markdown]
@@ -115,6 +120,17 @@ from IPython.display import Audio, display
 for clip in run.read_jsonl("test_clips.jsonl", "this notebook")[:3]:
     print(clip["sentence"])
     display(Audio(filename=clip["path"]))
+
+# %% [markdown]
+# ## Done: the completion marker
+# The next notebooks check this notebook's marker (`stages/01.json`: the run id and the size
+# of every file written here) before they read its files. On Colab this cell also flushes
+# Google Drive and unmounts it, so that the files are all on Drive before the runtime goes.
+
+# %%
+from helpers.run import finish_stage
+
+finish_stage(run, "01", config.run_id);
 
 # %% [markdown]
 # Next: **02** loads the model in 8-bit and measures what that saves.

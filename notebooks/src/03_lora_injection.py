@@ -7,9 +7,9 @@
 # adapter. The recipe adapts the attention `q_proj` and `v_proj` layers with r = 32.
 
 # %% parameters
-RUN_NAME = "demo"          # the run directory written by 01
+RUN_NAME = None            # the run directory written by 01 (None: the run notebook 01 started last; or the PRESET's name when PRESET is set)
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
+PRESET = None              # None: the run's own preset (notebook 01's); a name here must match it
 LORA_R = None              # LoRA rank (None: the preset's, 32)
 LORA_ALPHA = None          # LoRA alpha (None: the preset's, 64)
 
@@ -17,9 +17,9 @@ LORA_ALPHA = None          # LoRA alpha (None: the preset's, 64)
 from helpers.config import stage_config
 
 overrides = {key: value for key, value in {"r": LORA_R, "alpha": LORA_ALPHA}.items() if value is not None}
-run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET)
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="03")
 if overrides:
-    run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, lora={**config.lora, **overrides})
+    run, config = stage_config(run.name, RUNS_ROOT, PRESET, lora={**config.lora, **overrides})
 config.lora
 
 # %% [markdown]
@@ -62,6 +62,16 @@ summary = {"trainable_params": trainable, "total_params": total,
 run.write_json("lora.json", summary)
 run.update_metrics(trainable_params=trainable, total_params=total)
 summary
+
+# %% [markdown]
+# ## Done: the completion marker
+# The marker (`stages/03.json`) tells the next notebooks that this one finished for this
+# run; on Colab this cell also flushes Google Drive and unmounts it before the runtime goes.
+
+# %%
+from helpers.run import finish_stage
+
+finish_stage(run, "03", config.run_id);
 
 # %% [markdown]
 # Next: **04** trains the adapter.

@@ -20,17 +20,18 @@
 # - **WER during training, by real transcription**: every `EVAL_STEPS` steps a few dev
 #   clips are transcribed with `generate`, and the WER is logged next to the loss. The
 #   adapter with the lowest WER is kept in `adapter_best/`.
-# - **Resume**: `RESUME = True` continues a killed run (even `kill -9`) from its last
-#   complete checkpoint, with optimizer, scheduler, RNG and step restored.
+# - **Resume by default**: run this notebook again after a disconnect (or a `kill -9`), with
+#   the same parameters, and it continues the same training from its last complete
+#   checkpoint, with optimizer, scheduler, RNG and step restored (`RESUME = "auto"`).
 # - **Streaming**: `STREAMING = True` computes features on the fly from the corpus instead
 #   of reading the ones notebook 01 saved, for corpora whose features would not fit on disk.
 # - The same stage as a **script**, also for several GPUs or processes, and the **export**
 #   of a merged model or a CTranslate2 (faster-whisper) model: see the end.
 
 # %% parameters
-RUN_NAME = "demo"          # the run directory written by 01
+RUN_NAME = None            # the run directory written by 01 (None: the run notebook 01 started last; or the PRESET's name when PRESET is set)
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
+PRESET = None              # None: the run's own preset (notebook 01's); a name here must match it
 MAX_STEPS = None           # training steps (None: the preset's; -1 trains for NUM_TRAIN_EPOCHS)
 NUM_TRAIN_EPOCHS = None    # epochs when MAX_STEPS is -1
 LEARNING_RATE = None       # None: the preset's, 1e-3
@@ -50,7 +51,7 @@ DECODE_FALLBACK = None     # False: greedy decoding only in those transcriptions
 KEEP_BEST_ADAPTER = None   # keep the lowest-WER adapter in adapter_best/ (None: the preset's)
 STREAMING = None           # True: features computed on the fly, never saved (needs MAX_STEPS > 0)
 ZERO_PADDING_SHARE = None  # share of examples padded to 30 s with zeros in log-mel (faster-whisper's way), the rest with silence audio (transformers', whisper.cpp's) (None: the run's, 0.5)
-RESUME = False             # True: continue from the last complete checkpoint (after a crash or disconnect)
+RESUME = "auto"            # "auto": continue this training from its last complete checkpoint (after a disconnect; raising MAX_STEPS continues a finished one); False: start over, removing the checkpoints
 EXPORT = None              # after training: "merged" (plain Whisper), "ct2" (CTranslate2, faster-whisper) or "ggml" (whisper.cpp) into exports/
 PUBLISH_REPO = None        # after training: push the adapter and its model card to this Hub repo, "USER/NAME" (needs HF_TOKEN with write access)
 PUBLISH_PRIVATE = False    # True: create that repo private
@@ -64,7 +65,7 @@ PUBLISH_PRIVATE = False    # True: create that repo private
 from helpers.config import stage_config
 from helpers.train.trainer import check_training_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num_train_epochs=NUM_TRAIN_EPOCHS,
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="04", max_steps=MAX_STEPS, num_train_epochs=NUM_TRAIN_EPOCHS,
                            learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE,
                            logging_steps=LOGGING_STEPS, save_steps=SAVE_STEPS, precision=PRECISION, fp16=FP16,
                            eval_steps=EVAL_STEPS, eval_max_clips=EVAL_MAX_CLIPS,
@@ -74,21 +75,33 @@ run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, max_steps=MAX_STEPS, num
 lora = {key: value for key, value in {"r": LORA_R, "alpha": LORA_ALPHA, "dropout": LORA_DROPOUT,
                                       "target_modules": LORA_TARGET_MODULES}.items() if value is not None}
 if lora:
-    run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, lora={**config.lora, **lora})
+    run, config = stage_config(run.name, RUNS_ROOT, PRESET, lora={**config.lora, **lora})
 check_training_config(config)
 config
 
 # %% [markdown]
 # ## Resume, or start clean
-# The Trainer writes `checkpoints/checkpoint-N/` file by file, so a run killed while saving
-# leaves a folder without its `trainer_state.json` or optimizer. Only complete checkpoints
-# are trusted; partial ones (and the hidden staging copies of interrupted atomic writes)
-# are removed. With `RESUME = False` a new training starts and old checkpoints go.
+# A free Colab runtime lasts at most 12 hours and goes after about 90 idle minutes; the
+# recipe's training takes 6-8 hours on a T4. So this notebook continues by default: with
+# `RESUME = "auto"` it picks up the last complete checkpoint of *this* training, printing
+# `resuming from checkpoint-N`. Each checkpoint's `trainer_state.json` keeps the run id and
+# the training settings (LoRA shape, batch, learning rate, precision, seed ...; not
+# `MAX_STEPS`, so raising it continues a finished training); a checkpoint of another
+# training stops here with what differs and the fix, and is never deleted unasked.
+# `RESUME = False` starts over and says what it removes.
+#
+# The Trainer writes `checkpoint-N/` file by file, so a run killed while saving leaves a
+# folder without its `trainer_state.json` or optimizer: only complete checkpoints are
+# trusted, partial ones (and the hidden staging copies of interrupted atomic writes) are
+# removed. On Colab the checkpoints are written on the runtime's own disk, and after each
+# save the latest is copied to the run's `checkpoints/` on Drive, overwriting the older of
+# two copies in place (deleted files would fill Drive's trash, which counts against the
+# 15 GB quota); a new runtime copies it back before resuming.
 
 # %%
 from helpers.train.checkpoints import prepare_output
 
-resume_from = prepare_output(run, resume=RESUME)
+resume_from = prepare_output(run, resume=RESUME, config=config)
 resume_from
 
 # %% [markdown]
@@ -233,6 +246,17 @@ if PUBLISH_REPO:
     from helpers.publish.__main__ import publish
 
     print("published:", publish(run.adapter_dir, PUBLISH_REPO, private=PUBLISH_PRIVATE))
+
+# %% [markdown]
+# ## Done: the completion marker
+# The marker (`stages/04.json`: run id, the adapter's size and SHA-256) is what notebook 05
+# checks before it loads `adapter/`, so it never scores an adapter of another training; on
+# Colab this cell also flushes Google Drive and unmounts it before the runtime goes.
+
+# %%
+from helpers.run import finish_stage
+
+finish_stage(run, "04", config.run_id, train_steps=metrics["train_steps"]);
 
 # %% [markdown]
 # Next: **05** transcribes the test split with and without the adapter.

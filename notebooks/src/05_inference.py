@@ -10,9 +10,9 @@
 # (`helpers.model.load.dequantized_8bit_on_cpu`); on a GPU, LLM.int8 as in the recipe.
 
 # %% parameters
-RUN_NAME = "demo"          # the run directory written by 01-04
+RUN_NAME = None            # the run directory written by 01 (None: the run notebook 01 started last; or the PRESET's name when PRESET is set)
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
+PRESET = None              # None: the run's own preset (notebook 01's); a name here must match it
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
 LONG_FORM_SECONDS = 60     # length of the long recording made from test clips and transcribed at the end (0: skip)
@@ -23,21 +23,25 @@ APP_SHARE = False          # True: also a public gradio.live link to the page (a
 # %%
 from helpers.config import stage_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, eval_batch_size=EVAL_BATCH_SIZE,
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="05", eval_batch_size=EVAL_BATCH_SIZE,
                            decode_fallback=DECODE_FALLBACK)
 clips = run.read_jsonl("test_clips.jsonl", "notebook 01")
 print(len(clips), "test clips")
 
 # %% [markdown]
 # ## Base model + adapter
-# `ADAPTER` may name an adapter someone published on the Hub (`USER/NAME`): only its config,
+# The run's own `adapter/` is loaded only when notebook 04's completion marker vouches for
+# it: the same run id, and the very weights 04 saved last (their SHA-256), so an adapter of
+# an older training under the same `RUN_NAME` is never scored as this run's. `ADAPTER` may
+# instead name an adapter someone published on the Hub (`USER/NAME`): only its config,
 # safetensors weights and card are downloaded, and it must fit the run's base model.
 
 # %%
 from helpers.model.adapters import attach_adapter, resolve_adapter
 from helpers.model.load import load_model
+from helpers.run import trained_adapter
 
-adapter = resolve_adapter(ADAPTER) if ADAPTER else run.require("adapter", "notebook 04 (training)")
+adapter = resolve_adapter(ADAPTER) if ADAPTER else trained_adapter(run, config.run_id)
 model, processor = load_model(config.model, precision=config.precision, language=config.language)
 model = attach_adapter(model, adapter)
 model.eval();
@@ -115,7 +119,18 @@ if LONG_FORM_SECONDS:
 if OPEN_APP:
     from helpers.app import open_page
 
-    open_page(model, processor, f"{config.model} + adapter of run {RUN_NAME}", share=APP_SHARE)
+    open_page(model, processor, f"{config.model} + adapter of run {run.name}", share=APP_SHARE)
+
+# %% [markdown]
+# ## Done: the completion marker
+# The marker (`stages/05.json`) records which adapter made the predictions and their
+# SHA-256; notebook 06 scores them only if they are still this run's, made with the adapter
+# notebook 04 trained last. On Colab this cell also flushes Google Drive and unmounts it.
+
+# %%
+from helpers.run import adapter_record, finish_stage
+
+finish_stage(run, "05", config.run_id, **adapter_record(run, ADAPTER));
 
 # %% [markdown]
 # Next: **06** scores both transcripts.

@@ -7,9 +7,9 @@
 # kept so Devanagari words are not split). Every figure is read from the run directory.
 
 # %% parameters
-RUN_NAME = "demo"          # the run directory written by 01-05
+RUN_NAME = None            # the run directory written by 01 (None: the run notebook 01 started last; or the PRESET's name when PRESET is set)
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
-PRESET = "embedded"        # must match the run\'s preset (notebook 01): "embedded", "blog", "blog-fleurs" or "blog-v3-turbo"
+PRESET = None              # None: the run's own preset (notebook 01's); a name here must match it
 WORST_N = 8                # how many of the worst utterances to list
 ENGLISH_CLIPS = 8          # multilingual models: English test clips transcribed with the adapter on and off (0: skip)
 LONG_FORM_BASE = True      # also transcribe notebook 05's long recording with the base model, for comparison (False: score the fine-tuned transcript only)
@@ -17,7 +17,7 @@ LONG_FORM_BASE = True      # also transcribe notebook 05's long recording with t
 # %%
 from helpers.config import stage_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET)
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="06")  # the predictions must be 05's, with 04's latest adapter
 predictions = run.read_jsonl("predictions.jsonl", "notebook 05 (inference)")
 
 # %% [markdown]
@@ -125,3 +125,13 @@ if long_form:
     print(f"{long_form['long_form_audio_seconds']:.0f} s of audio, {long_form['long_form_windows']} "
           f"windows; the base model's transcription took {long_form.get('long_form_base_seconds', 0):.0f} s")
 long_form_table(metrics) if long_form else None
+
+# %% [markdown]
+# ## Done: the completion marker
+# The marker (`stages/06.json`) says that the scores in `metrics.json` are complete for this
+# run; on Colab this cell also flushes Google Drive and unmounts it before the runtime goes.
+
+# %%
+from helpers.run import finish_stage
+
+finish_stage(run, "06", config.run_id);

@@ -1,9 +1,10 @@
 # Setup: the same first cell in every notebook (source: notebooks/src/_setup.py).
 # On Colab it fetches this repository into /content (cloned beside, then renamed: an
-# interrupted clone is never used) and installs what the runtime lacks: every line of
-# colab/requirements-colab.txt is checked against the installed versions, and if pip fails
-# its error is shown and the notebook stops. Everywhere it makes `helpers` importable and
-# prints library versions and the device.
+# interrupted clone is never used), asks at once for Google Drive and the secrets (so that
+# Colab's prompts come now, not minutes into "Run all"), and installs what the runtime
+# lacks: every line of colab/requirements-colab.txt is checked against the installed
+# versions, and if pip fails its error is shown and the notebook stops. Everywhere it makes
+# `helpers` importable and prints library versions and the device.
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,9 @@ if ROOT is None:
     raise RuntimeError("Open this notebook from inside the whisper-lora-8bit repository (helpers/ not found).")
 sys.path.insert(0, str(ROOT))
 if "google.colab" in sys.modules:
-    from helpers.colab import install_requirements
+    from helpers.colab import ask_colab_access, install_requirements
 
+    ask_colab_access()  # Drive and the secrets: Colab's prompts come first
     install_requirements(ROOT / "colab" / "requirements-colab.txt")
 from helpers.notebook.setup import setup
 
