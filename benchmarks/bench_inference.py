@@ -5,7 +5,8 @@
 - `ct2_int8`, `ct2_float32`: the merged model converted for CTranslate2
   (helpers.export.ctranslate2.export_ct2, stored float32) and run with that compute type.
 
-All batched (batch 8), greedy, at most 128 new tokens, on the first N clips of cv-mini's
+All batched (batch 8), greedy, each transcript at most its clip's token cap
+(`helpers.transcribe.decode.token_cap`), on the first N clips of cv-mini's
 test split. The transformers ways run on the GPU when there is one (the merged model is
 moved there after merging on the CPU); CTranslate2 runs on the CPU (this project installs
 its CPU build). Every row names its device. Timed: decoding the audio + features + generation + detokenizing, after one
@@ -89,6 +90,8 @@ def ct2_ways(adapter: Path, clips: list[dict], workdir: Path) -> dict:
 
 def run(out_dir: Path, adapter: Path, clips: int) -> Path:
     """Benchmark 3 on the first `clips` test clips -> out_dir/inference.json."""
+    from helpers.transcribe.decode import token_cap_rule
+
     started, load = time.perf_counter(), loadavg()
     rows = test_clips(clips)
     results = {}
@@ -100,7 +103,7 @@ def run(out_dir: Path, adapter: Path, clips: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="bench-ct2-") as tmp:
         results.update(ct2_ways(adapter, rows, Path(tmp)))
     settings = {"model": "embedded (tiny.en)", "adapter": str(adapter), "clips": clips,
-                "split": "test", "batch_size": BATCH, "decoding": "greedy, max 128 new tokens",
+                "split": "test", "batch_size": BATCH, "decoding": f"greedy, {token_cap_rule()}",
                 "timed": "audio decode + features + generate + detokenize, after 1 warm-up clip"}
     path = write_result(out_dir, "inference", settings, results, started, load)
     chart(results, out_dir / "inference.png")
