@@ -44,8 +44,7 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
     kept[config.test_split], reports[config.test_split] = load_filtered_split(
         config, config.test_split, processor.tokenizer, config.max_test_clips)
     if config.eval_steps and config.eval_split not in kept:  # WER during training (notebook 04)
-        kept[config.eval_split], reports[config.eval_split] = load_filtered_split(
-            config, config.eval_split, processor.tokenizer)
+        _add_eval_split(config, processor.tokenizer, kept, reports)
     for split, report in reports.items():
         dropped += [{"split": split, **row} for row in report.pop("dropped_rows", [])]
     parts = [kept[split] for split in config.train_splits]
@@ -56,6 +55,8 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
         save_dataset_atomic(prepare_features(train, processor, timestamp_share=config.timestamp_share,
                                              seed=config.seed), run.features_dir("train"))
     for split in dict.fromkeys([config.test_split, *([config.eval_split] if config.eval_steps else [])]):
+        if split not in kept:
+            continue
         run.write_jsonl(clips_file(config, split), [
             {"path": row["audio"], "sentence": row["sentence"], "duration": row["duration"]}
             for row in kept[split]])
@@ -63,6 +64,17 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
     run.write_jsonl("dropped_rows.jsonl", dropped)
     run.write_json("train_durations.json", [round(d, 3) for d in train["duration"]])
     return reports
+
+
+def _add_eval_split(config: RunConfig, tokenizer, kept: dict, reports: dict) -> None:
+    """Filter the split notebook 04 watches WER on into kept/reports; a corpus without that
+    split is told so in one line (notebook 04 then names the problem when it needs it)."""
+    try:
+        kept[config.eval_split], reports[config.eval_split] = load_filtered_split(
+            config, config.eval_split, tokenizer)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"no clips listed for WER during training: the corpus has no usable "
+              f"{config.eval_split!r} split ({error})", flush=True)
 
 
 def longest_label_line(reports: dict[str, dict]) -> str:
