@@ -37,9 +37,10 @@ from helpers.model.load import dequantized_8bit_on_cpu
 WHISPER_DECODER_POSITIONS = 448
 
 
-# Faster than any speech we transcribe: 25 tokens/s is 5 Hindi words a second (about 14
-# tokens/s measured on espeak-ng Hindi, 221 tokens in 16 s), so a transcript that reaches
-# its cap is not speech but a loop, and counts as one (`Transcript.capped`).
+# Faster than any speech we transcribe: 25 tokens/s is 5 Hindi words a second (espeak-ng
+# Hindi speaks 14 to 16: 221 tokens in 16 s, data/long-sentence/hi's 385 in 25.6 s), so a
+# transcript that reaches its cap is not speech but a loop, and counts as one
+# (`Transcript.capped`).
 MAX_SPEECH_TOKENS_PER_SECOND = 25
 
 
