@@ -11,7 +11,8 @@ untouched fp32 base, and the 8-bit LoRA model with its adapter switched off are 
 - language identification with no language forced (Whisper's detect_language): the share
   of those English clips detected as English, and of the Hindi clips detected as Hindi.
 Decoding is greedy (no temperature fallback, which would decode the base's Hindi loops up
-to five more times), at most 128 new tokens, each model at the precision it was trained in.
+to five more times), each transcript at most its clip's token cap
+(`helpers.transcribe.decode.token_cap`), each model at the precision it was trained in.
 Everything runs in this process, one model at a time: no memory is measured here.
 
     python benchmarks/run.py --only forgetting            # 50 minutes measured on 2 shared CPU cores
@@ -42,7 +43,6 @@ METHODS = {  # name: (base precision, LoRA?, learning rate)
 }
 ROWS = ("base_fp32", "lora_8bit", "lora_8bit_adapter_off", "lora_fp32", "full_fp32")
 SAMPLES = 3  # English transcripts kept per row, for a reader to see what changed
-MAX_NEW_TOKENS = 128  # the recipe's generation length
 
 
 def corpus_clips(corpus: Path, count: int, split: str = "test") -> list[dict]:
@@ -110,8 +110,9 @@ def train(model, processor, source: str, method: str, features, steps: int, batc
 
 
 def transcribe(model, processor, clips: list[dict], language: str, batch: int,
-               max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
-    """Greedy transcripts of `clips` in `language`, at most `max_new_tokens` tokens each."""
+               max_new_tokens: int | None = None) -> list[str]:
+    """Greedy transcripts of `clips` in `language`, each at most its clip's token cap
+    (`helpers.transcribe.decode.token_cap`), or `max_new_tokens` when that is lower."""
     from helpers.audio import load_audio
     from helpers.evaluate.forgetting import spoken_language
     from helpers.transcribe.decode import transcribe_arrays
@@ -134,7 +135,7 @@ def scored(clips: list[dict], texts: list[str]) -> dict:
 
 
 def measure(model, processor, hindi: list[dict], english: list[dict], batch: int = 8,
-            max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
+            max_new_tokens: int | None = None) -> dict:
     """Hindi and English scores and language identification of one model, as it stands."""
     from helpers.evaluate.forgetting import detected_share
     from helpers.train.trainer import generation_mode
@@ -151,7 +152,7 @@ def measure(model, processor, hindi: list[dict], english: list[dict], batch: int
                                     for clip, text in zip(english[:SAMPLES], english_texts)]}
 
 
-def base_row(source: str, hindi: list[dict], english: list[dict], max_new_tokens: int) -> dict:
+def base_row(source: str, hindi: list[dict], english: list[dict], max_new_tokens: int | None) -> dict:
     """The untouched fp32 base, measured."""
     from helpers.model.load import load_model
 
@@ -161,7 +162,7 @@ def base_row(source: str, hindi: list[dict], english: list[dict], max_new_tokens
 
 
 def method_rows(source: str, method: str, features, steps: int, batch: int,
-                hindi: list[dict], english: list[dict], max_new_tokens: int) -> dict:
+                hindi: list[dict], english: list[dict], max_new_tokens: int | None) -> dict:
     """Train one method and measure it; the 8-bit LoRA model also with its adapter off.
     Returns {row name: row}."""
     model, processor = load_for_method(source, method)
@@ -180,7 +181,7 @@ def method_rows(source: str, method: str, features, steps: int, batch: int,
 
 def run(out_dir: Path, steps: int = 30, batch: int = 8, hindi_clips: int = 24,
         english_clips: int = 24, model: str = "embedded-base",
-        max_new_tokens: int = MAX_NEW_TOKENS) -> Path:
+        max_new_tokens: int | None = None) -> Path:
     """Benchmark 5: base, three trained models and the adapter switched off ->
     out_dir/forgetting.json (and forgetting.png); returns the JSON's path.
 
@@ -204,12 +205,19 @@ def run(out_dir: Path, steps: int = 30, batch: int = 8, hindi_clips: int = 24,
                 "warmup_steps": 5, "lr_scheduler": "constant_with_warmup",
                 "hindi_clips": hindi_clips, "english_clips": english_clips,
                 "hindi_test": "data/cv-mini/hi test", "english_test": "data/cv-mini/en test",
-                "decoding": f"greedy, at most {max_new_tokens} new tokens, each model at its "
+                "decoding": f"greedy, {decoding_length(max_new_tokens)}, each model at its "
                             "training precision",
                 "language_id": "detect_language, no language forced"}
     path = write_result(out_dir, "forgetting", settings, results, started, load)
     forgetting_chart(path)
     return path
+
+
+def decoding_length(max_new_tokens: int | None) -> str:
+    """The decoding length in words, for the result's settings."""
+    from helpers.transcribe.decode import token_cap_rule
+
+    return token_cap_rule() + (f", and at most {max_new_tokens} new tokens" if max_new_tokens else "")
 
 
 def forgetting_chart(path_json: Path) -> None:

@@ -17,7 +17,8 @@ The engines users deploy to, on the same exports (requirements-engines.txt):
 Each way runs in its own fresh process (bench_common.run_worker), one after the other, so that
 its peak resident memory (VmHWM) is its own: clips batched by 8 where the way batches (ours,
 CTranslate2), one at a time where the engine takes one file at a time (faster-whisper,
-whisper.cpp), greedy, on the first N clips of cv-mini's test split; then the long recording
+whisper.cpp), greedy, each transcript at most its clip's token cap
+(`helpers.transcribe.decode.token_cap`), on the first N clips of cv-mini's test split; then the long recording
 (test clips joined with pauses, helpers.data.long_form) by the way's own long-form decoding
 (ours: helpers.transcribe.long_form; CTranslate2 alone has none). Timed: decoding the audio +
 features + generation + detokenizing, after one warm-up clip; model loading apart. Real-time
@@ -165,6 +166,7 @@ def export_of(way: str) -> str | None:
 def run(out_dir: Path, adapter: Path, clips: int, long_seconds=LONG_SECONDS) -> Path:
     """Benchmark 3 on the first `clips` test clips and one long recording -> inference.json."""
     from helpers.data.long_form import build_long_form_from_clips
+    from helpers.transcribe.decode import token_cap_rule
 
     started, load = time.perf_counter(), loadavg()
     rows = test_clips(clips)
@@ -185,7 +187,7 @@ def run(out_dir: Path, adapter: Path, clips: int, long_seconds=LONG_SECONDS) -> 
                 "--recording", str(tmp / "recording.json"), "--exports", json.dumps(exports)])}
     settings = {"model": "embedded (tiny.en)", "adapter": str(adapter), "clips": clips,
                 "split": "test", "batch_size": BATCH, "long_form_seconds": recording["duration"],
-                "decoding": "greedy (beam size 1) with each way's own fallback, max 128 new tokens in ours",
+                "decoding": f"greedy (beam size 1) with each way's own fallback; ours: {token_cap_rule()}",
                 "timed": "audio decode + features + generate + detokenize, after 1 warm-up clip"}
     path = write_result(out_dir, "inference", settings, results, started, load)
     chart(results, out_dir / "inference.png")

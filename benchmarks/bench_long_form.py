@@ -119,15 +119,15 @@ def long_form_scores(model, processor, recordings: list[dict], **decode) -> dict
 def short_clip_wer(model, processor, clips: list[dict], fallback: bool = True,
                    max_new_tokens: int | None = None) -> dict:
     """helpers.evaluate.scoring.score (WER, CER, loops) of `clips` transcribed in one batch, one
-    window each, no timestamps asked (as notebook 05 does); at most `max_new_tokens` tokens
-    (None: the recipe's 128)."""
+    window each, no timestamps asked (as notebook 05 does); each at most its clip's token
+    cap (`helpers.transcribe.decode.token_cap`), or `max_new_tokens` when that is lower."""
     from helpers.audio import load_audio
     from helpers.evaluate.scoring import score
-    from helpers.transcribe.decode import MAX_NEW_TOKENS, transcribe_arrays
+    from helpers.transcribe.decode import transcribe_arrays
 
     audios = [load_audio(clip["path"]) for clip in clips]
     return score(clips, transcribe_arrays(model, processor, audios,
-                                          max_new_tokens or MAX_NEW_TOKENS, fallback))
+                                          max_new_tokens, fallback))
 
 
 def measure(model, processor, recordings: list[dict], clips: list[dict], **decode) -> dict:

@@ -71,7 +71,8 @@ DOUBLING = [1, 2, 4, 8, 16, 32, 64, 128]
 PIPELINE_PARAMETERS = {"MAX_TRAIN_CLIPS": 16, "MAX_TEST_CLIPS": 8, "MAX_STEPS": 2,
                        "LOGGING_STEPS": 1, "SAVE_STEPS": 1, "EVAL_STEPS": 1, "EVAL_MAX_CLIPS": 2,
                        "FP16": True, "PRECISION": "8bit"}
-# On the CPU a random-weight model generates all 128 tokens of every transcript: fewer clips.
+# On the CPU a random-weight model fills every transcript's token cap (25 per second of
+# audio + 32): fewer clips.
 SMOKE_PIPELINE = {"MAX_TRAIN_CLIPS": 4, "MAX_TEST_CLIPS": 2, "EVAL_MAX_CLIPS": 1,
                   "PRECISIONS": ["fp32", "8bit"]}
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "pyarrow",
@@ -266,7 +267,7 @@ def pipeline_part(workdir: Path, smoke: bool) -> dict:
     progress = workdir / "pipeline.json"
     result = {"status": "running", "notebooks": {}}
     model = save_random_whisper(workdir / "tiny-whisper", d_model=64, layers=2,
-                                ends_at_once=smoke)   # the CPU generates 128 tokens slowly
+                                ends_at_once=smoke)   # the CPU fills token caps slowly
     root = workdir / "runs"
     parameters = {**PIPELINE_PARAMETERS, **(SMOKE_PIPELINE if smoke else {}), "MODEL": str(model),
                   "RUN_NAME": "gpu-check", "PRESET": "embedded", "RUNS_ROOT": str(root)}

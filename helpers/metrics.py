@@ -86,10 +86,14 @@ def compression_ratio(text: str) -> float:
 def is_loop(prediction: str, reference: str | None = None) -> bool:
     """True when a transcript is a repetition loop (the decoder repeating until its limit).
 
-    Either its compression ratio is above LOOP_COMPRESSION_RATIO, or (with a reference) it
-    is longer than 2 x the reference + LOOP_EXTRA_CHARS characters. "dinger-dinger-dinger-…"
-    is both; a correct transcript is neither.
+    Either the decoder ran into the transcript's token cap (a `Transcript` of
+    helpers.transcribe.decode whose `capped` is set: no speech is that dense), or its
+    compression ratio is above LOOP_COMPRESSION_RATIO, or (with a reference) it is longer
+    than 2 x the reference + LOOP_EXTRA_CHARS characters. "dinger-dinger-dinger-…" is all
+    three; a correct transcript is none.
     """
+    if getattr(prediction, "capped", False):
+        return True
     if compression_ratio(prediction) > LOOP_COMPRESSION_RATIO:
         return True
     return reference is not None and len(prediction) > 2 * len(reference) + LOOP_EXTRA_CHARS

@@ -310,6 +310,7 @@ def test_prepare_run_data_accounts_for_every_row(tmp_path, capfd):
     reports = prepare_run_data(config, run, models.load_processor("embedded"))
     saved = json.loads((run.path / "corpus_report.json").read_text())
     assert saved == reports and set(saved) == {"train", "test"}
+    assert not (run.path / "dev_clips.jsonl").exists()  # no dev split: 01 lists no clips for 04
     assert saved["train"]["dropped"] == {reason: 1 for reason in DROP_REASONS}
     assert (saved["train"]["rows"], saved["train"]["kept"]) == (8, 2)
     assert (saved["test"]["rows"], saved["test"]["kept"], saved["test"]["dropped"]["missing_clip"]) \

@@ -256,7 +256,8 @@ def test_filter_corpus_empty_and_refiltered(tmp_path, tokenizer):
     empty = load_common_voice(write_cv_locale(tmp_path / "e", []))
     kept, report = filter_corpus(empty, tokenizer)
     assert len(kept) == 0 and report == {"rows": 0, "kept": 0, "dropped_rows": [],
-                                         "dropped": {r: 0 for r in DROP_REASONS}}
+                                         "dropped": {r: 0 for r in DROP_REASONS},
+                                         "longest_label_tokens": 0}
     ds = load_common_voice(write_cv_locale(tmp_path / "f", [{"path": "a.wav", "sentence": "x"}]))
     once, _ = filter_corpus(ds, tokenizer)
     twice, report = filter_corpus(once, tokenizer)

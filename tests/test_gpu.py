@@ -49,7 +49,7 @@ def gpu_run(tiny, name: str, **overrides):
     root, model = tiny
     settings = dict(model=str(model), precision="8bit", batch_size=2, max_steps=4,
                     save_steps=10, logging_steps=1, warmup_steps=0, learning_rate=1e-3,
-                    fp16=True, generation_max_length=8, eval_steps=None)
+                    fp16=True, eval_steps=None)
     return prepared_run(root, name, train_clips=8, test_clips=4, **{**settings, **overrides})
 
 
@@ -136,7 +136,7 @@ def trained(tiny):
                           keep_best_adapter=True)
     model, processor = load_training_model(config)
     dataset = training_dataset(config, run, processor)
-    clips = eval_clips(config, processor.tokenizer)
+    clips = eval_clips(config, run, processor.tokenizer)
     calls = []
     decoder = model.get_base_model().model.decoder
     decoder.register_forward_pre_hook(lambda module, args: calls.append(
@@ -216,3 +216,22 @@ def test_transcribe_command_runs_on_the_gpu(trained, capsys):
         assert all(isinstance(line["text"], str) for line in lines)
         if ON_CUDA:
             assert torch.cuda.max_memory_allocated() > 0   # the model ran on the GPU
+
+
+def test_inference_decodes_under_the_autocast_of_wer_during_training(trained):
+    """Notebook 05's predict (the commands, 02 and 06 decode the same way) and a long-form
+    window on the 8-bit base + adapter: every decoder call runs under fp16 autocast on a
+    GPU, as WER during training does (the test above); none on a CPU."""
+    from helpers.evaluate.scoring import predict
+    from helpers.transcribe.long_form import transcribe_long
+
+    run, config, _, _, _, _ = trained
+    base, processor = load_model(config.model, precision="8bit")
+    model = attach_adapter(base, run.adapter_dir).eval()
+    calls = []
+    model.get_base_model().model.decoder.register_forward_pre_hook(
+        lambda module, args: calls.append(torch.is_autocast_enabled("cuda")))
+    clips = run.read_jsonl("test_clips.jsonl", "01")[:2]
+    predict(model, processor, clips, batch_size=2, progress=False, fallback=False)
+    transcribe_long(model, processor, clips[0]["path"], fallback=False, max_new_tokens=8)
+    assert calls and all(calls) is ON_CUDA

@@ -60,6 +60,31 @@ def test_executed_notebooks_have_no_errors(smoke_run, path):
         assert not [o for o in cell["outputs"] if o["output_type"] == "error"], cell["source"]
 
 
+def test_notebook_01_prints_the_longest_kept_label(smoke_run):
+    printed = "".join("".join(output.get("text", ""))
+                      for cell in executed_cells(smoke_run, "01_data_preparation.ipynb")
+                      for output in cell["outputs"] if output.get("name") == "stdout")
+    longest = max(report["longest_label_tokens"]
+                  for report in smoke_run.read_json("corpus_report.json", "01").values())
+    assert 10 < longest <= 448 and f"longest kept label: {longest} tokens" in printed
+
+
+def test_notebook_05_transcribes_only_max_test_clips(smoke_run, tmp_path):
+    """05 alone on a copy of the run with MAX_TEST_CLIPS = 2 (no long recording): the first
+    two of notebook 01's clips, each row saying whether it ran into its token cap."""
+    import shutil
+
+    copy = RunDir("smoke", tmp_path)
+    shutil.copytree(smoke_run.path, copy.path, ignore=shutil.ignore_patterns("checkpoints", "notebooks"))
+    run_notebook(notebook_paths()[4], copy, {"RUN_NAME": "smoke", "RUNS_ROOT": str(tmp_path),
+                                             "MAX_TEST_CLIPS": 2, "LONG_FORM_SECONDS": 0})
+    rows = copy.read_jsonl("predictions.jsonl", "05")
+    first = copy.read_jsonl("test_clips.jsonl", "01")[:2]
+    assert [row["path"] for row in rows] == [clip["path"] for clip in first]
+    assert all(isinstance(row["base_capped"], bool) and isinstance(row["finetuned_capped"], bool)
+               for row in rows)
+
+
 def test_training_prints_sentences_not_raw_log_dicts(smoke_run):
     """Notebook 04 prints a line per logging step (StepPrinter) and the WER lines, not the
     Trainer's raw log dicts ("{'loss': ...}") beside them."""

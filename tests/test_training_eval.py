@@ -24,8 +24,7 @@ def tiny_run(tmp_path_factory):
     model = tiny_model_dir(root / "tiny-whisper")
     return prepared_run(root, "qlora", model=str(model), train_clips=4, test_clips=2,
                         precision="4bit", batch_size=2, max_steps=2, save_steps=2,
-                        logging_steps=1, warmup_steps=0, learning_rate=1e-2,
-                        generation_max_length=8)  # random weights never stop on their own
+                        logging_steps=1, warmup_steps=0, learning_rate=1e-2)
 
 
 def lora_weights(model) -> dict:
@@ -91,6 +90,8 @@ def test_wer_is_logged_with_the_loss_and_is_the_real_transcription_wer(trained_e
     clips = run.read_jsonl("eval_clips.jsonl", "04")
     dev = set(load_corpus(config.corpus, split="dev")["audio"])
     assert len(clips) == 2 and all(clip["path"] in dev for clip in clips)  # the dev split
+    listed = run.read_jsonl("dev_clips.jsonl", "01")  # as notebook 01 kept them, in order
+    assert clips == [{"path": row["path"], "sentence": row["sentence"]} for row in listed[:2]]
     # The final adapter transcribes the dev clips again, outside training: same WER as logged.
     model, processor = load_model(config.model, precision=config.precision)
     model = attach_adapter(model, run.adapter_dir)

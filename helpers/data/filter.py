@@ -87,7 +87,8 @@ def filter_corpus(dataset: Dataset, tokenizer, max_seconds: float = 30.0,
     positions). Prints one line "rows read = kept + dropped (per reason)" on stderr,
     prefixed by `name` (e.g. the split). Returns (kept dataset with an added "duration"
     column in decoded seconds, report) where report = {"rows", "kept", "dropped": {reason:
-    count for every reason}, "dropped_rows": [{"row", "path", "reason", "detail"}, ...]}.
+    count for every reason}, "dropped_rows": [{"row", "path", "reason", "detail"}, ...],
+    "longest_label_tokens": the longest kept label (0 when none is kept)}.
     """
     _check_schema(dataset)
     paths, sentences = list(dataset["audio"]), list(dataset["sentence"])
@@ -108,6 +109,8 @@ def filter_corpus(dataset: Dataset, tokenizer, max_seconds: float = 30.0,
         else:
             kept.append(i)
     report = _report(len(dataset), kept, dropped_rows)
+    report["longest_label_tokens"] = max((length for length in lengths if length <= max_label_tokens),
+                                         default=0)
     print(summary_line(report, name), file=sys.stderr, flush=True)
     if "duration" in dataset.column_names:
         dataset = dataset.remove_columns("duration")

@@ -41,12 +41,29 @@ def predict(model, processor, clips: list[dict], batch_size: int = 8,
 
 
 def score(clips: list[dict], predictions: list[str]) -> dict:
-    """WER/CER (normalized and raw) of predictions against the clips' sentences."""
+    """WER/CER (normalized and raw) of predictions against the clips' sentences; "loops":
+    transcripts that loop or ran into their token cap (`helpers.metrics.is_loop`)."""
     references = [clip["sentence"] for clip in clips]
     rates = error_rates(references, predictions)
     return {"n": len(clips), **{key: round(value, 4) for key, value in rates.items()},
             "loops": sum(map(is_loop, predictions, references)),
             "insertions": word_insertions(references, predictions)}
+
+
+def prediction_rows(clips: list[dict], base: list[str], finetuned: list[str]) -> list[dict]:
+    """predictions.jsonl (notebook 05): per clip {"path", "reference", "base", "finetuned",
+    "base_capped", "finetuned_capped"}; a *_capped flag says the transcript ran into its
+    token cap (`helpers.transcribe.decode.Transcript`), which counts as a loop."""
+    return [{"path": clip["path"], "reference": clip["sentence"], "base": str(one),
+             "finetuned": str(other), "base_capped": getattr(one, "capped", False),
+             "finetuned_capped": getattr(other, "capped", False)}
+            for clip, one, other in zip(clips, base, finetuned, strict=True)]
+
+
+def row_loops(row: dict, model: str) -> bool:
+    """Whether a predictions.jsonl row's `model` ("base" or "finetuned") transcript loops:
+    it ran into its token cap (row[f"{model}_capped"]) or `is_loop` says so."""
+    return bool(row.get(f"{model}_capped")) or is_loop(row[model], row["reference"])
 
 
 def predict_long_form(model, processor, recordings: list[dict], fallback: bool = True) -> list[dict]:
@@ -103,7 +120,7 @@ def compare_predictions(predictions: list[dict]) -> dict:
 
     Returns the metrics.json keys: base_/finetuned_ wer and cer (normalized),
     raw_base_/raw_finetuned_ wer and cer, base_/finetuned_ loops (clips whose transcript
-    is a repetition loop, `helpers.metrics.is_loop`), insertions (inserted words,
+    is a repetition loop or ran into its token cap, `row_loops`), insertions (inserted words,
     normalized) and script_share (share of the transcripts' letters in the reference's
     script, `helpers.metrics.script_share`; None when no letter was transcribed), and n_test.
     """
@@ -114,7 +131,7 @@ def compare_predictions(predictions: list[dict]) -> dict:
         rates = error_rates(references, texts)
         result.update({f"{model}_wer": rates["wer"], f"{model}_cer": rates["cer"],
                        f"raw_{model}_wer": rates["raw_wer"], f"raw_{model}_cer": rates["raw_cer"],
-                       f"{model}_loops": sum(map(is_loop, texts, references)),
+                       f"{model}_loops": sum(row_loops(row, model) for row in predictions),
                        f"{model}_insertions": word_insertions(references, texts),
                        f"{model}_script_share": script_share(references, texts)})
     return {key: round(value, 4) if isinstance(value, float) else value

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.metrics import error_rates, is_loop, script_mix
+from helpers.evaluate.scoring import row_loops
+from helpers.metrics import error_rates, script_mix
 
 
 def comparison_table(metrics: dict):
@@ -36,14 +37,14 @@ def script_table(predictions: list[dict]):
 
 
 def looping_clips(predictions: list[dict]):
-    """The clips whose base or fine-tuned transcript loops (`is_loop`), as a DataFrame."""
+    """The clips whose base or fine-tuned transcript loops or ran into its token cap
+    (`row_loops`), as a DataFrame."""
     import pandas as pd
 
     rows = [{"clip": Path(row["path"]).name, "reference": row["reference"],
-             **{f"{model} loops": is_loop(row[model], row["reference"]) for model in ("base", "finetuned")},
+             **{f"{model} loops": row_loops(row, model) for model in ("base", "finetuned")},
              "base": row["base"], "finetuned": row["finetuned"]}
-            for row in predictions
-            if is_loop(row["base"], row["reference"]) or is_loop(row["finetuned"], row["reference"])]
+            for row in predictions if row_loops(row, "base") or row_loops(row, "finetuned")]
     return pd.DataFrame(rows, columns=["clip", "reference", "base loops", "finetuned loops",
                                        "base", "finetuned"])
 

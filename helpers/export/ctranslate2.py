@@ -4,6 +4,7 @@ the `ctranslate2` package's; the tokenizer and feature-extractor files are copie
 where faster-whisper looks for them."""
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -58,18 +59,21 @@ def export_ct2(adapter_dir, out_dir, quantization: str = "float16", model_source
 
 def ct2_transcribe(ct2_dir: str | Path, paths: list, compute_type: str = "int8",
                    language: str | None = None, task: str = "transcribe",
-                   batch_size: int = 8, max_length: int = 128) -> list[str]:
+                   batch_size: int = 8, max_new_tokens: int | None = None) -> list[str]:
     """Transcribe audio files with a CTranslate2 Whisper folder (greedy, as `generate` does),
     their features padded as our decoding pads them (helpers.data.features.inference_features).
 
-    Uses the folder's own processor files; `language`/`task` for multilingual models.
+    Uses the folder's own processor files; `language`/`task` for multilingual models. Each
+    transcript is cut at its clip's token cap as `helpers.transcribe.decode.transcribe_arrays`
+    cuts it (`token_cap`; max_new_tokens: a lower cap for every clip).
     Returns one text per path, in order.
     """
     import ctranslate2
     from transformers import WhisperProcessor
 
-    from helpers.audio import load_audio
+    from helpers.audio import SAMPLE_RATE, load_audio
     from helpers.data.features import inference_features
+    from helpers.transcribe.decode import token_cap
 
     model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type=compute_type)
     processor = WhisperProcessor.from_pretrained(str(ct2_dir))
@@ -79,10 +83,12 @@ def ct2_transcribe(ct2_dir: str | Path, paths: list, compute_type: str = "int8",
     texts = []
     for start in range(0, len(paths), batch_size):
         audios = [load_audio(path) for path in paths[start:start + batch_size]]
+        caps = [min(token_cap(len(audio) / SAMPLE_RATE, len(prompt)), max_new_tokens or math.inf)
+                for audio in audios]
         features = inference_features(audios, processor.feature_extractor)  # padded as ours
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32))
         results = model.generate(storage, [prompt] * len(audios), beam_size=1,
-                                 max_length=CT2_LENGTH_FACTOR * max_length)
-        ids = [result.sequences_ids[0] for result in results]
+                                 max_length=CT2_LENGTH_FACTOR * max(caps))
+        ids = [result.sequences_ids[0][:cap] for result, cap in zip(results, caps)]
         texts += [text.strip() for text in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return texts

@@ -346,11 +346,18 @@ def _settings(info: dict) -> str:
                 ("training length", steps),
                 ("fp16 mixed precision", f"{config.get('fp16')} (GPU only)"),
                 ("gradient checkpointing", config.get("gradient_checkpointing")),
-                ("generation max length", config.get("generation_max_length")),
+                ("transcript length", _transcript_length()),
                 ("language / task", f"{_language_text(info)} / {config.get('task')}"),
                 ("seed", config.get("seed")), ("preset", f"`{config.get('preset')}`")]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     return f"## Training settings\n\n| setting | value |\n|---|---|\n{table}\n\n{_training_record(info)}".rstrip()
+
+
+def _transcript_length() -> str:
+    """How many tokens a transcript may take, in words (`helpers.transcribe.decode.token_cap`)."""
+    from helpers.transcribe.decode import token_cap_rule
+
+    return token_cap_rule()
 
 
 def _language_text(info: dict) -> str:
@@ -393,7 +400,7 @@ def _usage(info: dict, repo_id: str) -> str:
     flag = (f" --language {language}" if language else "") + \
         ("" if hub_id else " --model path/to/the/base/model")
     base = f'"{hub_id}"' if hub_id else '"path/to/the/base/model"  # the local base it was trained on'
-    generate = f'language="{language}", task="{config.get("task", "transcribe")}", ' if language else ""
+    generate = f', language="{language}", task="{config.get("task", "transcribe")}"' if language else ""
     return f"""## Use it
 
 With [{PROJECT}]({PROJECT_URL}): the adapter is downloaded once into the Hugging Face cache
@@ -416,7 +423,7 @@ processor = WhisperProcessor.from_pretrained(base)
 model = WhisperForConditionalGeneration.from_pretrained(base)  # or in 8-bit: quantization_config=BitsAndBytesConfig(load_in_8bit=True)
 model = PeftModel.from_pretrained(model, "{repo_id}")  # adds the LoRA weights
 features = processor(audio, sampling_rate=16000, return_tensors="pt").input_features  # audio: 16 kHz mono float array
-ids = model.generate(input_features=features, {generate}max_new_tokens={config.get('generation_max_length', 128)})
+ids = model.generate(input_features=features{generate})  # up to the decoder's 448 positions
 print(processor.batch_decode(ids, skip_special_tokens=True)[0])
 ```"""
 

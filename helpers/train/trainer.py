@@ -4,7 +4,7 @@
       prepare_output(run, resume, config)  clean half-written files; pick the checkpoint to resume
       load_training_model(config)          base (8bit/4bit/fp16/fp32; fp16 is fp32 off CUDA) + LoRA
       training_dataset(config, run, ...)   features/train from notebook 01, or a stream (streaming)
-      eval_clips(config, tokenizer)        dev clips for WER during training (eval_steps)
+      eval_clips(config, run, tokenizer)   01's eval-split clips for WER during training (eval_steps)
       build_trainer(...)                   Seq2SeqTrainer + memory and WER callbacks
       train(trainer, resume_from)          trainer.train; returns steps, seconds, loss, memory
       finish_training(trainer, config, run, summary)   rank 0: adapter/, train_log.json, metrics
@@ -20,7 +20,7 @@ import math
 import os
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -88,7 +88,6 @@ def training_arguments(config: RunConfig, output_dir: str | Path) -> Seq2SeqTrai
         seed=config.seed,
         use_cpu=not on_gpu,
         dataloader_num_workers=0,
-        generation_max_length=config.generation_max_length,
         # A stream is split by shards, one share per process, each computing its own
         # features; dispatching (rank 0 reads, then sends) would try to concatenate
         # batches padded to different label lengths.
@@ -151,12 +150,26 @@ def measures_wer(config: RunConfig) -> bool:
     return bool(steps) and (config.max_steps is None or config.max_steps <= 0 or steps <= config.max_steps)
 
 
-def eval_clips(config: RunConfig, tokenizer) -> list[dict]:
-    """Up to `config.eval_max_clips` filtered clips of `config.eval_split`: {"path", "sentence"}."""
-    from helpers.data.prepare import load_filtered_split
+def eval_clips(config: RunConfig, run: RunDir, tokenizer) -> list[dict]:
+    """The first `config.eval_max_clips` kept clips of `config.eval_split`, as notebook 01
+    listed them (test_clips.jsonl, or <split>_clips.jsonl: `clips_file`): {"path", "sentence"}.
 
-    kept, _ = load_filtered_split(config, config.eval_split, tokenizer, config.eval_max_clips)
-    return [{"path": row["audio"], "sentence": row["sentence"]} for row in kept]
+    A run whose notebook 01 did not list that split (WER was off then, or the split was
+    changed since) has it filtered here, up to the clips needed, with a printed note. Listed
+    clips missing from this disk (a new Colab runtime) are fetched again (`ensure_clips`).
+    """
+    from helpers.data.prepare import clips_file, ensure_clips, load_filtered_split
+
+    name = clips_file(config, config.eval_split)
+    if (run.path / name).is_file():
+        ensure_clips(config, run, config.eval_split)
+        rows = run.read_jsonl(name, "notebook 01")[:config.eval_max_clips]
+    else:
+        print(f"{name} is not in the run (notebook 01 lists the {config.eval_split!r} clips when "
+              f"EVAL_STEPS is set there): filtering the {config.eval_split!r} split now", flush=True)
+        kept, _ = load_filtered_split(config, config.eval_split, tokenizer, config.eval_max_clips)
+        rows = [{"path": row["audio"], "sentence": row["sentence"]} for row in kept]
+    return [{"path": row["path"], "sentence": row["sentence"]} for row in rows]
 
 
 # ---------------------------------------------------------------- callbacks
@@ -217,15 +230,17 @@ class StepPrinter(TrainerCallback):
 
 @contextmanager
 def generation_mode(model):
-    """Eval mode, KV cache on and (on CUDA) fp16 autocast for generate; restores train mode."""
+    """Eval mode and KV cache on for generate; restores train mode and the cache setting.
+
+    On a CUDA GPU, generate runs under fp16 autocast as training does: `generate_ids` (every
+    decoding path's) enters `helpers.transcribe.decode.decoding_autocast` itself.
+    """
     was_training, config = model.training, model.config
     use_cache = config.use_cache
     model.eval()
     config.use_cache = True
-    on_cuda = next(model.parameters()).device.type == "cuda"
     try:
-        with torch.autocast("cuda", dtype=torch.float16) if on_cuda else nullcontext():
-            yield model
+        yield model
     finally:
         config.use_cache = use_cache
         if was_training:
@@ -233,14 +248,16 @@ def generation_mode(model):
 
 
 def transcription_wer(model, processor, clips: list[dict], batch_size: int = 8,
-                      max_new_tokens: int = 128, fallback: bool = True) -> dict:
+                      max_new_tokens: int | None = None, fallback: bool = True) -> dict:
     """WER/CER of real transcription (`generate`, greedy) of clips; never teacher-forced.
 
     clips: {"path", "sentence"} dicts. Language and task come from the model's
-    generation_config (set by load_model); max_new_tokens is the recipe's generation
-    max length; fallback: Whisper's temperature fallback (seeded; the training's random
-    state is left as it was). Returns {"eval_wer", "eval_cer", "eval_raw_wer",
-    "eval_raw_cer", "eval_loops", "eval_clips", "eval_seconds"}.
+    generation_config (set by load_model); each clip's transcript may take as many tokens
+    as its length allows (`helpers.transcribe.decode.token_cap`; max_new_tokens: a lower cap,
+    for random weights in tests); fallback: Whisper's temperature fallback (seeded; the
+    training's random state is left as it was). Returns {"eval_wer", "eval_cer",
+    "eval_raw_wer", "eval_raw_cer", "eval_loops" (transcripts that loop or reach their cap),
+    "eval_clips", "eval_seconds"}.
     """
     from helpers.audio import load_audio
     from helpers.evaluate.scoring import score
@@ -270,7 +287,7 @@ class WerCallback(TrainerCallback):
 
     def __init__(self, processor, clips: list[dict], eval_steps: int, batch_size: int = 8,
                  best_dir: str | Path | None = None, base_source: str = "embedded",
-                 max_new_tokens: int = 128, fallback: bool = True):
+                 max_new_tokens: int | None = None, fallback: bool = True):
         self.processor, self.clips, self.eval_steps = processor, clips, eval_steps
         self.batch_size, self.base_source = batch_size, base_source
         self.max_new_tokens, self.fallback = max_new_tokens, fallback
@@ -396,7 +413,6 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
         best = run.path / BEST_ADAPTER if config.keep_best_adapter else None
         extra.append(WerCallback(processor, clips, config.eval_steps, config.eval_batch_size,
                                  best, base_source=config.model,
-                                 max_new_tokens=config.generation_max_length,
                                  fallback=config.decode_fallback))
     trainer = SpeechTrainer(
         model=model,
@@ -503,7 +519,7 @@ def run_training(config: RunConfig, run: RunDir, resume=False) -> dict:
     resume_from = prepare_output(run, resume, config)
     model, processor = load_training_model(config)
     dataset = training_dataset(config, run, processor)
-    clips = eval_clips(config, processor.tokenizer) if measures_wer(config) else None
+    clips = eval_clips(config, run, processor.tokenizer) if measures_wer(config) else None
     if clips and process_rank() == 0:
         run.write_jsonl("eval_clips.jsonl", clips)
     trainer = build_trainer(model, processor, dataset, config, run, clips=clips)

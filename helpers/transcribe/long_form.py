@@ -23,8 +23,10 @@ recording:
   below its maximum, per input);
 - each window is decoded by `helpers.transcribe.decode.generate_ids` with timestamps, so it gets
   the project's decoding rules (Whisper's temperature fallback against loops, seeded; the
-  128-token cap raised to `LONG_FORM_MAX_NEW_TOKENS`, OpenAI's 224, since a 30 s window
-  holds more words than a clip) and transformers parses the segments
+  token cap that grows with the window's length, `helpers.transcribe.decode.token_cap`: a
+  full 30 s window may use every decoder position its prompt leaves, 445 tokens for a
+  multilingual model, where OpenAI's decoder stops at 224 to keep room for the previous
+  window's text, which we do not prompt with) and transformers parses the segments
   (`return_segments=True`; `force_unique_generate_call=True` keeps it to one decoding per
   window, as the loop over windows is ours).
 Like transformers' default (and unlike OpenAI's), a window is not conditioned on the text
@@ -52,9 +54,6 @@ import soxr
 from helpers.audio import SAMPLE_RATE, WINDOW_SAMPLES, AudioError, audio_duration
 
 TIME_PRECISION = 0.02  # seconds per timestamp token (<|0.00|> ... <|30.00|>)
-
-
-LONG_FORM_MAX_NEW_TOKENS = 224  # OpenAI's sample_len for one window (n_text_ctx // 2)
 
 
 READ_BLOCK_FRAMES = 65_536  # frames read from the file at a time (1.4 s at 48 kHz)
@@ -117,8 +116,9 @@ MIN_EMPTY_STEP_SECONDS = 1.0  # a window without text moves at least this far, o
 
 
 def _window_segments(model, processor, audio: np.ndarray, fallback: bool,
-                     max_new_tokens: int) -> tuple[list[dict], float, bool]:
-    """Decode one window (<= 30 s of 16 kHz audio) with timestamps.
+                     max_new_tokens: int | None) -> tuple[list[dict], float, bool]:
+    """Decode one window (<= 30 s of 16 kHz audio) with timestamps, at most max_new_tokens
+    new tokens (None: the window's `token_cap`).
 
     Returns what `read_window_segments` makes of the decoded segments.
     """
@@ -171,7 +171,7 @@ def read_window_segments(decoded: list[tuple[list[int], float, float]], timestam
 
 
 def transcribe_long(model, processor, path, *, fallback: bool = True,
-                    max_new_tokens: int = LONG_FORM_MAX_NEW_TOKENS,
+                    max_new_tokens: int | None = None,
                     progress: Callable[[float], None] | None = None) -> dict:
     """Transcribe an audio file of any length with Whisper's sequential long-form decoding.
 

@@ -85,7 +85,12 @@ print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):",
 # (nothing above -60 dBFS: nothing to transcribe), or labels over the decoder's 448
 # positions. Nothing disappears without being counted: each split prints "rows read =
 # kept + dropped", and the dropped rows are listed in
-# `dropped_rows.jsonl`. Kept training rows become log-mel features + label ids on disk.
+# `dropped_rows.jsonl`. Kept training rows become log-mel features + label ids on disk;
+# the kept test clips are listed in `test_clips.jsonl` (and, when notebook 04 will watch
+# WER on another split, that split's in `<split>_clips.jsonl`), so later notebooks never
+# check a clip again. The longest kept label is printed in tokens: nothing decodes a
+# transcript shorter than that (a clip may take 25 tokens per second of its audio, up to
+# the decoder's limit; the recipe's 128 would cut Hindi sentences of 25 words).
 #
 # Whisper reads 3000 frames (30 s) per clip, but every frame after a clip's end holds the
 # same padding value, so only the frames that see audio are computed and stored, with that
@@ -94,9 +99,10 @@ print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):",
 # A 5 s clip takes about 160 KB instead of 960 KB (see the README's benchmarks).
 
 # %%
-from helpers.data.prepare import prepare_run_data, report_table
+from helpers.data.prepare import longest_label_line, prepare_run_data, report_table
 
 reports = prepare_run_data(config, run, processor, reuse=SKIP_IF_DONE)
+print(longest_label_line(reports))
 report_table(reports)
 
 # %% [markdown]

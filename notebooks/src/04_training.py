@@ -133,13 +133,14 @@ train_dataset
 # previous ones (teacher forcing); the WER says how well it transcribes. Many notebooks
 # report an argmax over teacher-forced logits as "WER": it is not. Here the dev clips
 # are transcribed for real, with `generate` (language and task from the generation
-# config, fp16 autocast on a GPU), in eval mode, and training then resumes in train mode.
-# Generation is the slow part, so only `EVAL_MAX_CLIPS` clips are used.
+# config, fp16 autocast on a GPU, as notebooks 02, 05 and 06 decode), in eval mode, and
+# training then resumes in train mode. Generation is the slow part, so only the first
+# `EVAL_MAX_CLIPS` of the clips notebook 01 kept are used (no clip is checked again here).
 
 # %%
 from helpers.train.trainer import eval_clips, measures_wer
 
-clips = eval_clips(config, processor.tokenizer) if measures_wer(config) else None
+clips = eval_clips(config, run, processor.tokenizer) if measures_wer(config) else None
 if clips:
     run.write_jsonl("eval_clips.jsonl", clips)
 print(f"WER every {config.eval_steps} steps on {len(clips)} {config.eval_split} clips" if clips

@@ -14,6 +14,7 @@ RUN_NAME = None            # the run directory written by 01 (None: the run note
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
 PRESET = None              # None: the run's own preset (notebook 01's); a name here must match it
 EVAL_BATCH_SIZE = None     # clips per generate() call (None: the preset's)
+MAX_TEST_CLIPS = None      # transcribe only the first N of notebook 01's test clips (None: all of them)
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
 LONG_FORM_SECONDS = 60     # length of the long recording made from test clips and transcribed at the end (0: skip)
 ADAPTER = None             # None: the run's adapter/ (notebook 04); or another one: a folder, or a Hub id "USER/NAME" ("USER/NAME@REVISION")
@@ -25,8 +26,9 @@ from helpers.config import stage_config
 
 run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="05", eval_batch_size=EVAL_BATCH_SIZE,
                            decode_fallback=DECODE_FALLBACK)
-clips = run.read_jsonl("test_clips.jsonl", "notebook 01")
-print(len(clips), "test clips")
+kept = run.read_jsonl("test_clips.jsonl", "notebook 01")
+clips = kept[:MAX_TEST_CLIPS]
+print(f"{len(clips)} of the {len(kept)} test clips notebook 01 kept")
 
 # %% [markdown]
 # ## Base model + adapter
@@ -48,8 +50,11 @@ model.eval();
 
 # %% [markdown]
 # ## Transcribe the test split twice
-# Batched `generate`, up to 128 new tokens (the recipe's generation length); language and
-# task come from the model's generation config. Decoding is greedy, with Whisper's own
+# Batched `generate`; language and task come from the model's generation config; on a
+# GPU, under the fp16 autocast training uses. A transcript may take 25 tokens per second of
+# its clip (plus 32), up to what the decoder's 448 positions allow: the recipe's 128 cut
+# Hindi, where a 16 s sentence is 221 tokens; a transcript that runs into its cap is no
+# speech and counts as a loop in notebook 06. Decoding is greedy, with Whisper's own
 # guard against repetition loops, a known failure of fine-tuned Whisper (PEFT issue 380):
 # a transcript that compresses too well (a loop) or that the model itself finds unlikely
 # (mean log-probability under -1) is decoded again by sampling at temperature 0.2, then
@@ -57,15 +62,14 @@ model.eval();
 # guard off, to see what it prevents; notebook 06 counts the loops either way.
 
 # %%
-from helpers.evaluate.scoring import predict
+from helpers.evaluate.scoring import predict, prediction_rows
 
 with model.disable_adapter():
     base_texts = predict(model, processor, clips, batch_size=config.eval_batch_size,
                          fallback=config.decode_fallback)
 finetuned_texts = predict(model, processor, clips, batch_size=config.eval_batch_size,
                           fallback=config.decode_fallback)
-predictions = [{"path": clip["path"], "reference": clip["sentence"], "base": base, "finetuned": tuned}
-               for clip, base, tuned in zip(clips, base_texts, finetuned_texts)]
+predictions = prediction_rows(clips, base_texts, finetuned_texts)
 run.write_jsonl("predictions.jsonl", predictions);
 
 # %% [markdown]
