@@ -68,7 +68,8 @@ class RunConfig:
     generation_max_length: int = 128
     decode_fallback: bool = True            # Whisper's temperature fallback against repetition loops (False: greedy only)
     seed: int = 42
-    timestamp_share: float = 0.0            # share of training examples with timestamp labels (helpers/timestamps.py; 0 = the recipe)
+    timestamp_share: float = 0.0            # share of training samples with timestamp labels (helpers/data/timestamps.py; 0 = the recipe); with pack, of the windows
+    pack: bool = False                      # join consecutive training clips into samples of up to 30 s (helpers/data/packing.py)
     # Added for training beyond the recipe (helpers/train/trainer.py, helpers/data/streaming.py):
     eval_steps: int | None = None           # WER by real transcription (generate) every N steps (None: never)
     eval_split: str = "dev"                 # the split transcribed during training (keep it out of train_splits)

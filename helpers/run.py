@@ -6,6 +6,7 @@
     corpus_report.json   rows read, kept and dropped per reason, per split (01)
     dropped_rows.jsonl   every dropped row with its reason (01)
     features/<split>/    log-mel features + labels, `datasets.save_to_disk` (01)
+    packing.json         with PACK: windows, clips per window, audio share of 30 s (01)
     footprint.json       memory of the model per precision (02)
     lora.json            trainable vs total parameters, adapter bytes before training (03)
     checkpoints/         the Trainer's checkpoints: adapter + optimizer state only (04)

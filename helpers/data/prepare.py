@@ -1,7 +1,8 @@
 """Stage 01: corpus splits -> filtered rows -> log-mel features on disk, with a report.
 
 Writes into the run directory: corpus_report.json (rows read, kept, dropped per reason for
-each split), dropped_rows.jsonl, features/<train split>/ and test_clips.jsonl.
+each split), dropped_rows.jsonl, features/<train split>/ (with `pack`, 30 s windows of
+several clips, and packing.json: how they filled), test_clips.jsonl and train_durations.json.
 """
 from __future__ import annotations
 
@@ -42,14 +43,29 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
     if config.max_train_clips is not None and len(train) > config.max_train_clips:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_clips))
     if not config.streaming:  # streamed training computes features on the fly (helpers/data/streaming.py)
-        save_dataset_atomic(prepare_features(train, processor, timestamp_share=config.timestamp_share,
-                                             seed=config.seed), run.features_dir("train"))
+        features = training_features(config, train, processor)
+        save_dataset_atomic(features, run.features_dir("train"))
+        if config.pack:
+            from helpers.data.packing import packing_summary
+
+            run.write_json("packing.json", packing_summary(features))
     run.write_jsonl("test_clips.jsonl", [{"path": row["audio"], "sentence": row["sentence"],
                                           "duration": row["duration"]} for row in test])
     run.write_json("corpus_report.json", reports)
     run.write_jsonl("dropped_rows.jsonl", dropped)
     run.write_json("train_durations.json", [round(d, 3) for d in train["duration"]])
     return reports
+
+
+def training_features(config: RunConfig, train, processor):
+    """The training rows' features and labels: one clip a sample, or packed into 30 s
+    windows with `config.pack` (helpers.data.packing)."""
+    if config.pack:
+        from helpers.data.packing import prepare_packed_features
+
+        return prepare_packed_features(train, processor, timestamp_share=config.timestamp_share,
+                                       seed=config.seed)
+    return prepare_features(train, processor, timestamp_share=config.timestamp_share, seed=config.seed)
 
 
 def save_dataset_atomic(dataset, target: Path) -> None:
