@@ -71,9 +71,8 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
                   batch: int = 8, train_clips: int | None = None, corpus: Path = CORPUS,
                   precision: str = "8bit") -> tuple[Path, dict]:
     """Notebooks 01 and 04 for one TIMESTAMP_SHARE: the `embedded` preset with `model`,
-    `corpus` and `precision`, `steps` steps of batch `batch` (no WER during training, no
-    checkpoints) in
-    `workdir`/<row name>/. Returns (adapter folder, {"timestamp_share", "train_seconds",
+    `corpus` and `precision`, one clip a sample (the share is of the clips), `steps` steps of
+    batch `batch` (no WER during training, no checkpoints) in `workdir`/<row name>/. Returns (adapter folder, {"timestamp_share", "train_seconds",
     "final_loss", "timestamped_clips", "train_clips"})."""
     from datasets import load_from_disk
 
@@ -82,7 +81,7 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
     from helpers.data.prepare import prepare_run_data
     from helpers.train.trainer import run_training
 
-    run, config = start_run(row_name(share), "embedded", workdir, model=model,
+    run, config = start_run(row_name(share), "embedded", workdir, model=model, pack=False,
                             corpus=str(corpus), precision=precision, timestamp_share=share,
                             max_steps=steps, batch_size=batch, max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
                             logging_steps=max(1, min(5, steps)))
