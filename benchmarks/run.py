@@ -5,6 +5,7 @@
     python benchmarks/run.py --only data_preparation inference --out /tmp/results
     python benchmarks/run.py --only forgetting   # LoRA vs full fine-tuning on Hindi: English kept?
     python benchmarks/run.py --only long_form    # timestamps through fine-tuning: TIMESTAMP_SHARE 0 vs 0.3 vs 0.5
+    python benchmarks/run.py --only packing      # clips packed into 30 s windows vs one a sample, same time
 
 Benchmarks (each in benchmarks/bench_*.py):
 1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
@@ -18,6 +19,10 @@ Benchmarks (each in benchmarks/bench_*.py):
 6. long_form (only with --only long_form; estimated at 15 minutes): tiny.en 8-bit + LoRA
    trained with TIMESTAMP_SHARE 0 and each of --long-form-shares; long-form WER, share of
    30 s windows with timestamps, sentence start/end error, short-clip WER; the base too
+7. packing (only with --only packing; about 60 minutes on 2 CPU cores): tiny.en on
+   cv-mini/en and the multilingual base on cv-mini/hi, each trained one clip a sample and
+   packed into 30 s windows for the same seconds; clips per second, test WER (CER),
+   long-form WER and windows with timestamps -> packing.json
 Then benchmarks/report.py writes <out>/benchmarks_section.md from the JSON files: the text
 between the markers of docs/benchmarks.md.
 """
@@ -36,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import DEMO_ADAPTER, RESULTS  # noqa: E402
 
 BENCHMARKS = ("training_methods", "data_preparation", "inference", "memory_curve")
-ON_REQUEST = ("forgetting", "long_form")  # run only when named in --only (too long for the default run)
+ON_REQUEST = ("forgetting", "long_form", "packing")  # run only when named in --only (too long for the default run)
 
 
 @dataclass
@@ -60,13 +65,16 @@ class Sizes:
     long_batch: int = 8             # ... of batch 8, once per TIMESTAMP_SHARE
     long_recordings: int = 3        # long-form recordings of 1-3 min from the test split
     long_short_clips: int = 24      # short test clips for the short-clip WER beside it
+    packing_steps: int = 30         # the unpacked arm's steps (the presets' 30); packed: same seconds
+    packing_recordings: int = 3     # long recordings per language, as notebook 05 makes its one
 
 
 FULL = Sizes()
 QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference_clips=1,
               curve_batches=[1], larger_model="tiny", larger_batches=[1],
               forget_steps=1, forget_batch=1, forget_hindi_clips=1, forget_english_clips=1,
-              long_steps=1, long_batch=1, long_recordings=1, long_short_clips=1)
+              long_steps=1, long_batch=1, long_recordings=1, long_short_clips=1,
+              packing_steps=1, packing_recordings=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS + ON_REQUEST,
                         default=list(BENCHMARKS),
-                        help="benchmarks to run (default: all but forgetting)")
+                        help="benchmarks to run (default: all but forgetting, long_form and packing)")
     parser.add_argument("--forgetting-model", default="embedded-base",
                         help="multilingual Whisper for the forgetting benchmark")
     parser.add_argument("--forgetting-steps", type=int, help="training steps of each method "
@@ -114,6 +122,7 @@ def main(argv=None) -> int:
     import bench_forgetting
     import bench_inference
     import bench_long_form
+    import bench_packing
     import bench_training
     import report
 
@@ -143,6 +152,8 @@ def main(argv=None) -> int:
         bench_long_form.run(args.out, sizes.long_steps, sizes.long_batch,
                             [0.0, *args.long_form_shares], sizes.long_recordings,
                             sizes.long_short_clips)
+    if "packing" in args.only:
+        bench_packing.run(args.out, sizes.packing_steps, sizes.packing_recordings)
     shutil.rmtree(trained.parent, ignore_errors=True)
     section = report.write_section(args.out)
     print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); "
