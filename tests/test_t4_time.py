@@ -32,7 +32,7 @@ def test_packed_windows_cost_more_than_a_clip_but_far_less_than_their_clips():
 def test_flops_grow_with_the_labels_and_a_wider_model():
     tiny = ARCHITECTURES["tiny.en"].to_dict()
     assert forward_flops(tiny, 100) > forward_flops(tiny, 20)
-    assert forward_flops(LARGE_V2, 20) > 100 * forward_flops(tiny, 20)
+    assert forward_flops(LARGE_V2, 20) > 50 * forward_flops(tiny, 20)
     assert window_cost_ratio(tiny, 100, 20) > window_cost_ratio(LARGE_V2, 100, 20) > 1  # tiny: head weighs more
 
 
