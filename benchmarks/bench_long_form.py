@@ -72,8 +72,8 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
                   precision: str = "8bit", settings: dict | None = None,
                   name: str | None = None) -> tuple[Path, dict]:
     """Notebooks 01 and 04 for one TIMESTAMP_SHARE: the `embedded` preset with `model`,
-    `corpus` and `precision`, `steps` steps of batch `batch` (no WER during training, no
-    checkpoints) in
+    `corpus` and `precision`, one clip a sample (the share is of the clips), `steps` steps of
+    batch `batch` (no WER during training, no checkpoints) in
     `workdir`/<name, default the row name>/; `settings`: more RunConfig overrides.
     Returns (adapter folder, {"timestamp_share", "train_seconds",
     "final_loss", "timestamped_clips", "train_clips"})."""
@@ -85,7 +85,7 @@ def train_adapter(share: float, workdir: Path, model: str = "embedded", steps: i
     from helpers.train.trainer import run_training
 
     name = name or row_name(share)
-    run, config = start_run(name, "embedded", workdir, **(settings or {}), model=model,
+    run, config = start_run(name, "embedded", workdir, **(settings or {}), model=model, pack=False,
                             corpus=str(corpus), precision=precision, timestamp_share=share,
                             max_steps=steps, batch_size=batch, max_train_clips=train_clips, eval_steps=0, save_steps=10**6,
                             logging_steps=max(1, min(5, steps)))

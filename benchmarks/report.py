@@ -2,9 +2,12 @@
 (never typed).
 
     python benchmarks/report.py [--results DIR]   # writes DIR/benchmarks_section.md and prints it
+    python benchmarks/report.py --write-pages     # ... and puts it into docs/benchmarks.md and README.md
 
 docs/benchmarks.md holds the same text between `<!-- benchmarks:start -->` and
-`<!-- benchmarks:end -->`; tests/test_benchmarks.py checks that they agree. Every ratio
+`<!-- benchmarks:end -->`, and the README the packing lines (`readme_section`) between
+`<!-- packing:start -->` and `<!-- packing:end -->`; tests/test_benchmarks.py checks that they
+agree. Every ratio
 names the result file and keys it was computed from. The charts are linked relative to
 that page (FIGURES).
 """
@@ -17,15 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS  # noqa: E402
+import bench_packing  # noqa: E402
 from bench_long_form import rows_in_order  # noqa: E402
 from report_deploy import inference_section, padding_not_measured, padding_section  # noqa: E402
 
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"  # shows the section
+README = PAGE.parent.parent / "README.md"  # shows readme_section between its own markers
+README_START, README_END = "<!-- packing:start -->", "<!-- packing:end -->"
 FIGURES = "../benchmarks/results"  # the charts (*.png), relative to PAGE
 SECTION_FILE = "benchmarks_section.md"  # the rendered section, beside the JSON files
 FILES = ("training_methods", "data_preparation", "inference", "memory_curve")
-ON_REQUEST_FILES = ("forgetting", "long_form", "padding")  # python benchmarks/run.py --only forgetting / long_form / padding
+ON_REQUEST_FILES = ("forgetting", "long_form", "padding", "packing")  # python benchmarks/run.py --only NAME
 METHOD_NAMES = {"full_fp32": "full fine-tuning, fp32", "lora_fp32": "LoRA, fp32 base",
                 "lora_8bit": "LoRA, 8-bit base (the recipe)", "lora_4bit": "LoRA, 4-bit (NF4) base"}
 
@@ -343,6 +349,105 @@ def long_form_not_measured() -> list[str]:
             "`benchmarks/results/long_form.json` and `long_form.png`, which this section then shows.", ""]
 
 
+# ---------------------------------------------------------------- packing.json (bench_packing.py)
+
+PACKING_COMMAND = "python benchmarks/run.py --only packing"
+PACKING_ARMS = {"unpacked": "one clip a sample (before packing)",
+                "packed": "packed into 30 s windows", "base": "base, no adapter"}
+PACKING_METRICS = bench_packing.METRICS
+
+
+def packing_row(arm: str, row: dict, metric: str) -> list[str]:
+    """One table row: training figures (not for the base) and scores."""
+    scores = [pct(row[f"test_{metric}"]), str(row["test_loops"]), pct(row["long_form_wer"]),
+              pct(row["timestamp_window_share"])]
+    if arm == "base":
+        return [PACKING_ARMS[arm], "-", "-", "-", "-", "-", *scores]
+    return [PACKING_ARMS[arm], str(row["batch_size"]),
+            f"{row['train_steps']} in {row['train_seconds']:.0f} s",
+            f"{row['clips_seen']} ({row['epochs']:g} epochs)", f"**{row['clips_per_second']:.2f}**",
+            f"{row['timestamp_share']:g}", *scores]
+
+
+def packing_verdict(rows: dict, language: str) -> str:
+    """The issue's three conditions on one language, with their sources."""
+    c, where = rows["checks"], ("" if language == "english" else f"{language}.")
+    holds = {True: "holds", False: "does not hold"}
+    metric = c["test_metric"].split("_")[1].upper()
+    return (f"{language.capitalize()}: packed vs unpacked, clips per second **{c['speedup']:.1f}x** "
+            f"(at least {bench_packing.MIN_SPEEDUP:g}x: {holds[c['speedup_holds']]}); test {metric} "
+            f"{100 * c['test_difference']:+.1f} points (at most "
+            f"+{100 * bench_packing.MAX_TEST_LOSS:g}: {holds[c['test_holds']]}); long-form WER "
+            f"{100 * c['long_form_difference']:+.1f} points "
+            f"(no worse: {holds[c['long_form_holds']]}) (packing.json {where}checks, from "
+            f"{where}packed / {where}unpacked clips_per_second, test_{metric.lower()}, long_form_wer)")
+
+
+def packing_section(doc: dict) -> list[str]:
+    """The docs/benchmarks.md section of packing.json: a table per language, the verdicts."""
+    m, env = doc["machine"], doc["environment"]
+    lines = ["### Packing clips into 30 s windows (`packing.json`)", "",
+             f"`{PACKING_COMMAND}`: for each language, the preset trained one clip a sample "
+             "(batch 8, `TIMESTAMP_SHARE = 0`, 30 steps, as before packing), then with `PACK = True` (its "
+             "batch of windows and `TIMESTAMP_SHARE`) for the same seconds, one right after the "
+             "other in one process; then each adapter on the 8-bit base: the test clips one a "
+             "sample (normalized), and long-form recordings made as notebook 05 makes its one "
+             "(test clips joined with pauses, 60-70 s). Clips per second: training clips the "
+             f"Trainer processed per second of training. {m['cpu']}, {m['cores']} cores, "
+             f"{m['memory_gb']:g} GB, no GPU, shared with other jobs (load average "
+             f"{env['loadavg_before'][0]} before / {env['loadavg'][0]} after), "
+             f"{doc['wall_seconds'] / 60:.0f} min.", ""]
+    for language, rows in bench_packing.sections(doc).items():
+        s, metric = rows["settings"], PACKING_METRICS[language]
+        lines += [f"{language.capitalize()}: `{s['preset']}` ({s['model']}, {s['precision']} base, "
+                  f"{s['corpus']}), {s['test_clips']} test clips, "
+                  f"{len(s['long_form_seconds'])} long recordings "
+                  f"({', '.join(f'{x:.0f}' for x in s['long_form_seconds'])} s).", ""]
+        headers = ["training", "batch", "steps", "clips seen", "clips/s", "TIMESTAMP_SHARE",
+                   f"test {metric.upper()}", "looping clips", "long-form WER",
+                   "windows with timestamps"]
+        lines += markdown_table(headers, [packing_row(arm, rows[arm], metric)
+                                          for arm in ("base", "unpacked", "packed") if arm in rows])
+        lines += ["", "- " + packing_verdict(rows, language), ""]
+    return lines + [f"![packing]({FIGURES}/packing.png)", ""]
+
+
+def packing_not_measured() -> list[str]:
+    """The section before the first run."""
+    return ["### Packing clips into 30 s windows (`packing.json`)", "",
+            f"**Not measured yet.** `{PACKING_COMMAND}` (about 60 minutes on 2 CPU cores) trains "
+            "tiny.en on data/cv-mini/en and the multilingual base on data/cv-mini/hi one clip a sample, "
+            "then packed into 30 s windows for the same seconds, and compares clips per second, "
+            "test WER (CER for Hindi), long-form WER and windows with timestamps. It writes "
+            "`benchmarks/results/packing.json` and `packing.png`, which this section then shows.", ""]
+
+
+def packing_readme_lines(doc: dict | None) -> list[str]:
+    """The README's lines on packing (between README_START and README_END), from packing.json."""
+    if doc is None:
+        return [f"Packing clips into 30 s windows: not measured yet (`{PACKING_COMMAND}`)."]
+    parts = []
+    for language, rows in bench_packing.sections(doc).items():
+        metric, (unpacked, packed) = PACKING_METRICS[language], (rows["unpacked"], rows["packed"])
+        parts.append(f"{language.capitalize()} ({rows['settings']['model']}): "
+                     f"**{rows['checks']['speedup']:.1f}x** the training clips per second, test "
+                     f"{metric.upper()} {pct(unpacked[f'test_{metric}'])} → "
+                     f"{pct(packed[f'test_{metric}'])}, long-form WER {pct(unpacked['long_form_wer'])} "
+                     f"→ {pct(packed['long_form_wer'])}")
+    return ["**Packing** (`PACK = True`): training clips joined into 30 s windows instead of one "
+            "clip padded to 30 s, trained for the seconds one clip a sample took; "
+            + "; ".join(parts) + f". `{PACKING_COMMAND}`, {doc['machine']['cpu']}, "
+            f"{doc['machine']['cores']} cores shared with other jobs; details in "
+            "[docs/benchmarks.md](docs/benchmarks.md#packing-clips-into-30-s-windows-packingjson)."]
+
+
+def readme_section(results_dir: Path = RESULTS) -> str:
+    """The README's generated lines (between README_START and README_END)."""
+    path = Path(results_dir) / "packing.json"
+    doc = json.loads(path.read_text()) if path.is_file() else None
+    return "\n".join(packing_readme_lines(doc)) + "\n"
+
+
 GPU_METHODS = {"full_fp16": "full fine-tuning (fp16 autocast, AdamW)",
                "lora_fp16": "LoRA, fp16 base", "lora_8bit": "LoRA, 8-bit base (the recipe)",
                "lora_4bit": "LoRA, 4-bit (NF4) base"}
@@ -495,6 +600,7 @@ def render(results_dir: Path = RESULTS) -> str:
     lines += forgetting_section(data["forgetting"]) if "forgetting" in data else forgetting_not_measured()
     lines += long_form_section(data["long_form"]) if "long_form" in data else long_form_not_measured()
     lines += padding_section(data["padding"]) if "padding" in data else padding_not_measured()
+    lines += packing_section(data["packing"]) if "packing" in data else packing_not_measured()
     gpu = Path(results_dir) / "gpu_check.json"
     lines += gpu_section(json.loads(gpu.read_text())) if gpu.is_file() else gpu_not_measured()
     return "\n".join(lines).rstrip() + "\n"
@@ -507,15 +613,30 @@ def write_section(results_dir: Path = RESULTS) -> Path:
     return path
 
 
-def page_section(page: Path = PAGE) -> str | None:
-    """The text between the benchmark markers in a page (None when the markers are absent)."""
+def page_section(page: Path = PAGE, start: str = START, end: str = END) -> str | None:
+    """The text between the markers in a page (None when the markers are absent)."""
     text = Path(page).read_text()
-    if START not in text or END not in text:
+    if start not in text or end not in text:
         return None
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+
+
+def write_pages(results_dir: Path = RESULTS) -> None:
+    """Put the generated text between the markers of docs/benchmarks.md and the README."""
+    for page, start, end, text in ((PAGE, START, END, render(results_dir)),
+                                   (README, README_START, README_END, readme_section(results_dir))):
+        if page_section(page, start, end) is None:
+            raise ValueError(f"{page} lacks the markers {start} ... {end}")
+        before, rest = page.read_text().split(start, 1)
+        page.write_text(before + start + "\n" + text + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Write the benchmark section of docs/benchmarks.md.")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    print(write_section(parser.parse_args().results).read_text())
+    parser.add_argument("--write-pages", action="store_true",
+                        help="also put the text between the markers of docs/benchmarks.md and README.md")
+    arguments = parser.parse_args()
+    print(write_section(arguments.results).read_text())
+    if arguments.write_pages:
+        write_pages(arguments.results)

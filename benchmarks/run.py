@@ -6,6 +6,7 @@
     python benchmarks/run.py --only forgetting   # LoRA vs full fine-tuning on Hindi: English kept?
     python benchmarks/run.py --only long_form    # timestamps through fine-tuning: TIMESTAMP_SHARE 0 vs 0.3 vs 0.5
     python benchmarks/run.py --only padding      # padding to 30 s: silence vs zeros, in training and decoding
+    python benchmarks/run.py --only packing      # clips packed into 30 s windows vs one a sample, same time
 
 Benchmarks (each in benchmarks/bench_*.py):
 1. training_methods: full fine-tuning fp32, LoRA fp32 / 8-bit / 4-bit, same batch and steps
@@ -24,6 +25,10 @@ Benchmarks (each in benchmarks/bench_*.py):
 7. padding (only with --only padding): tiny.en 8-bit + LoRA trained with zero_padding_share
    0, 0.5 and 1; WER of the base and each on cv-mini test and a 60 s recording, in our path
    with each padding, in faster-whisper and in whisper.cpp (needs requirements-engines.txt)
+7. packing (only with --only packing; about 60 minutes on 2 CPU cores): tiny.en on
+   cv-mini/en and the multilingual base on cv-mini/hi, each trained one clip a sample and
+   packed into 30 s windows for the same seconds; clips per second, test WER (CER),
+   long-form WER and windows with timestamps -> packing.json
 Then benchmarks/report.py writes <out>/benchmarks_section.md from the JSON files: the text
 between the markers of docs/benchmarks.md.
 """
@@ -42,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import DEMO_ADAPTER, RESULTS  # noqa: E402
 
 BENCHMARKS = ("training_methods", "data_preparation", "inference", "memory_curve")
-ON_REQUEST = ("forgetting", "long_form", "padding")  # run only when named in --only (too long for the default run)
+ON_REQUEST = ("forgetting", "long_form", "padding", "packing")  # run only when named in --only (too long for the default run)
 
 
 @dataclass
@@ -71,6 +76,8 @@ class Sizes:
     padding_clips: int = 80         # all of cv-mini's test clips
     padding_seconds: float = 60     # notebook 05's long recording (60-70 s)
     padding_train_clips: int | None = None  # all of cv-mini's train clips
+    packing_steps: int = 30         # the unpacked arm's steps (the presets' 30); packed: same seconds
+    packing_recordings: int = 3     # long recordings per language, as notebook 05 makes its one
 
 
 FULL = Sizes()
@@ -79,7 +86,8 @@ QUICK = Sizes(train_batch=1, train_steps=1, wer_clips=1, prep_clips=8, inference
               curve_batches=[1], larger_model="tiny", larger_batches=[1],
               forget_steps=1, forget_batch=1, forget_hindi_clips=1, forget_english_clips=1,
               long_steps=1, long_batch=1, long_recordings=1, long_short_clips=1,
-              padding_steps=1, padding_clips=2, padding_seconds=10, padding_train_clips=4)
+              padding_steps=1, padding_clips=2, padding_seconds=10, padding_train_clips=4,
+              packing_steps=1, packing_recordings=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,7 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS + ON_REQUEST,
                         default=list(BENCHMARKS),
-                        help="benchmarks to run (default: all but forgetting)")
+                        help="benchmarks to run (default: all but forgetting, long_form and packing)")
     parser.add_argument("--forgetting-model", default="embedded-base",
                         help="multilingual Whisper for the forgetting benchmark")
     parser.add_argument("--forgetting-steps", type=int, help="training steps of each method "
@@ -128,6 +136,7 @@ def main(argv=None) -> int:
     import bench_inference
     import bench_long_form
     import bench_padding
+    import bench_packing
     import bench_training
     import report
 
@@ -161,6 +170,8 @@ def main(argv=None) -> int:
     if "padding" in args.only:
         bench_padding.run(args.out, sizes.padding_steps, sizes.long_batch, sizes.padding_clips,
                           sizes.padding_seconds, train_clips=sizes.padding_train_clips)
+    if "packing" in args.only:
+        bench_packing.run(args.out, sizes.packing_steps, sizes.packing_recordings)
     shutil.rmtree(trained.parent, ignore_errors=True)
     section = report.write_section(args.out)
     print(f"results in {args.out} ({time.perf_counter() - started:.0f} s); "

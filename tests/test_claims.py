@@ -35,3 +35,10 @@ def test_on_a_gpu_the_claim_is_compared_with_device_memory_and_allocated_shown_b
     assert memory_line(metrics).startswith("peak memory: 6.30 GB on the GPU")
     older = {"peak_memory_bytes": 5_100_000_000, "peak_memory_kind": "gpu_allocated"}
     assert "claim describes, is higher" in memory_line(older)
+
+
+def test_packed_runs_compare_the_blogs_samples_with_clips_per_second():
+    # a packed step of 2 windows holds about 12 clips: steps x batch would undercount them
+    metrics = {"train_steps": 30, "train_seconds": 60.0, "clips_per_second": 6.1}
+    assert samples_per_second(metrics, 2) == 6.1
+    assert samples_per_second({"train_steps": 30, "train_seconds": 60.0}, 2) == 1.0

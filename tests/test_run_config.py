@@ -39,9 +39,13 @@ def test_jsonl_round_trip_keeps_unicode(tmp_path):
 
 
 def test_presets_follow_the_recipe():
+    from helpers.config import BLOG, PACKED
+
     blog = make_config("blog")
-    assert (blog.model, blog.precision, blog.batch_size, blog.learning_rate) == \
-        ("openai/whisper-large-v2", "8bit", 8, 1e-3)
+    assert (blog.model, blog.precision, blog.learning_rate) == ("openai/whisper-large-v2", "8bit", 1e-3)
+    assert BLOG["batch_size"] == 8        # the recipe's 8 clips, packed: 2 windows of about 5
+    assert (blog.pack, blog.batch_size) == (True, 2) and all(
+        getattr(make_config(name), key) == value for name in PRESETS for key, value in PACKED.items())
     assert blog.lora == {"r": 32, "alpha": 64, "dropout": 0.05,
                          "target_modules": ["q_proj", "v_proj"], "bias": "none"}
     assert (blog.warmup_steps, blog.num_train_epochs, blog.fp16) == (50, 3.0, True)

@@ -7,7 +7,7 @@ from datasets import Dataset
 
 from fixtures.data_files import tone, write_audio
 from helpers.train.collator import IGNORE_INDEX, SpeechSeq2SeqCollator
-from helpers.config import config_from_dict, make_config, PRESETS, start_run
+from helpers.config import config_from_dict, make_config, PRESETS, RunConfig, start_run
 from helpers.data.features import prepare_features
 from helpers.data.streaming import stream_features
 from helpers.data.timestamps import (snap_timestamp, speech_end, timestamp_flags, timestamp_labels, timestamp_token)
@@ -130,7 +130,9 @@ def test_collator_strips_only_the_start_token_from_a_mixed_batch(processor):
 
 
 def test_config_round_trip_and_default(tmp_path):
-    assert all(make_config(name).timestamp_share == 0.0 for name in PRESETS)   # the recipe
+    # one clip a sample, the recipe's labels; the presets pack, half their windows with timestamps
+    assert RunConfig().timestamp_share == 0.0 and not RunConfig().pack
+    assert all(make_config(name).timestamp_share == 0.5 for name in PRESETS)
     run, config = start_run("ts", "embedded", tmp_path, TIMESTAMP_SHARE=0.4)
     saved = run.read_json("config.json", "test")
     assert saved["timestamp_share"] == 0.4 and config_from_dict(saved) == config

@@ -198,17 +198,20 @@ def log_mel(audio: np.ndarray, extractor) -> np.ndarray:
     return full_features(*mel_frames(audio, extractor), extractor.nb_max_frames)
 
 
-def _features_batch(batch: dict, processor, max_label_tokens: int, parent_pid: int) -> dict:
-    """datasets.map function: decode a batch of clips, return mel_frames, mel_pad, labels.
-
-    In a forked worker (pid != `parent_pid`) torch runs single-threaded: the feature
-    extractor uses torch, whose OpenMP pool inherited from a parent that already used it
-    deadlocks after fork (why torch's DataLoader workers call torch.set_num_threads(1)).
-    """
+def single_thread_if_forked(parent_pid: int) -> None:
+    """In a forked datasets.map worker (pid != `parent_pid`) run torch single-threaded: the
+    feature extractor uses torch, whose OpenMP pool inherited from a parent that already used
+    it deadlocks after fork (why torch's DataLoader workers call torch.set_num_threads(1))."""
     if os.getpid() != parent_pid:
         import torch
 
         torch.set_num_threads(1)
+
+
+def _features_batch(batch: dict, processor, max_label_tokens: int, parent_pid: int) -> dict:
+    """datasets.map function: decode a batch of clips, return mel_frames, mel_pad, labels
+    (single-threaded in a forked worker, see `single_thread_if_forked`)."""
+    single_thread_if_forked(parent_pid)
     extractor = processor.feature_extractor
     arrays = [load_audio(path) for path in batch["audio"]]
     labels = _labels(processor.tokenizer, batch["sentence"], arrays, batch.get(TIMESTAMP_COLUMN))

@@ -50,7 +50,7 @@ def _clip_stream(clips: list[dict], rng: np.random.Generator,
         usable = [clip for index, clip in enumerate(usable) if index not in bad]
 
 
-def _pause(rng: np.random.Generator, seconds: float) -> np.ndarray:
+def quiet_pause(rng: np.random.Generator, seconds: float) -> np.ndarray:
     """`seconds` of very quiet Gaussian noise (PAUSE_NOISE_RMS), float32 at 16 kHz."""
     return (rng.standard_normal(int(round(seconds * SAMPLE_RATE))) * PAUSE_NOISE_RMS).astype(np.float32)
 
@@ -61,11 +61,11 @@ def _join_one(stream, rng, min_seconds: float, max_seconds: float) -> tuple[np.n
     Returns (16 kHz audio, sentences [{"start", "end" (true speech times, s), "text",
     "clip" (source path)}])."""
     target = rng.uniform(min_seconds, max_seconds)
-    pieces = [_pause(rng, rng.uniform(*PAUSE_SECONDS))]
+    pieces = [quiet_pause(rng, rng.uniform(*PAUSE_SECONDS))]
     length, sentences = len(pieces[0]), []
     while length < target * SAMPLE_RATE:
         clip, audio, (start, end) = next(stream)
-        pause = _pause(rng, rng.uniform(*PAUSE_SECONDS))
+        pause = quiet_pause(rng, rng.uniform(*PAUSE_SECONDS))
         if length + len(audio) + len(pause) > max_seconds * SAMPLE_RATE:
             break
         offset = length / SAMPLE_RATE
@@ -74,7 +74,7 @@ def _join_one(stream, rng, min_seconds: float, max_seconds: float) -> tuple[np.n
         pieces += [audio, pause]
         length += len(audio) + len(pause)
     if length < min_seconds * SAMPLE_RATE:
-        pieces.append(_pause(rng, min_seconds - length / SAMPLE_RATE))
+        pieces.append(quiet_pause(rng, min_seconds - length / SAMPLE_RATE))
     return np.concatenate(pieces), sentences
 
 

@@ -1,9 +1,11 @@
 """Stage 01: corpus splits -> filtered rows -> log-mel features on disk, with a report.
 
 Writes into the run directory: corpus_report.json (rows read, kept, dropped per reason and
-the longest kept label for each split), dropped_rows.jsonl, features/<train split>/,
-test_clips.jsonl and, when WER is measured during training on a split other than the test
-split, <eval split>_clips.jsonl (`clips_file`), which notebook 04 takes its clips from.
+the longest kept label for each split), dropped_rows.jsonl, features/<train split>/ (with
+`pack`, 30 s windows of several clips, and packing.json: how they filled),
+train_durations.json, test_clips.jsonl and, when WER is measured during training on a split
+other than the test split, <eval split>_clips.jsonl (`clips_file`), which notebook 04 takes
+its clips from.
 """
 from __future__ import annotations
 
@@ -66,8 +68,12 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor, reuse: bool = Fa
     if config.max_train_clips is not None and len(train) > config.max_train_clips:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_clips))
     if not config.streaming:  # streamed training computes features on the fly (helpers/data/streaming.py)
-        save_dataset_atomic(prepare_features(train, processor, timestamp_share=config.timestamp_share,
-                                             seed=config.seed), run.features_dir("train"))
+        features = training_features(config, train, processor)
+        save_dataset_atomic(features, run.features_dir("train"))
+        if config.pack:
+            from helpers.data.packing import packing_summary
+
+            run.write_json("packing.json", packing_summary(features))
     for split in dict.fromkeys([config.test_split, *([config.eval_split] if config.eval_steps else [])]):
         if split not in kept:
             continue
@@ -78,6 +84,17 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor, reuse: bool = Fa
     run.write_jsonl("dropped_rows.jsonl", dropped)
     run.write_json("train_durations.json", [round(d, 3) for d in train["duration"]])
     return reports
+
+
+def training_features(config: RunConfig, train, processor):
+    """The training rows' features and labels: one clip a sample, or packed into 30 s
+    windows with `config.pack` (helpers.data.packing)."""
+    if config.pack:
+        from helpers.data.packing import prepare_packed_features
+
+        return prepare_packed_features(train, processor, timestamp_share=config.timestamp_share,
+                                       seed=config.seed)
+    return prepare_features(train, processor, timestamp_share=config.timestamp_share, seed=config.seed)
 
 
 def ensure_clips(config: RunConfig, run: RunDir, split: str | None = None) -> int:

@@ -15,7 +15,9 @@ folder, or a mounted bucket/Drive); Hub datasets are downloaded by `helpers.data
 
 An IterableDataset has no length, so the Trainer needs `max_steps`; when the stream runs
 out before `max_steps`, the Trainer starts it again with a new shuffle (`set_epoch`).
-With more than one process each reads its own shards (no clip is decoded twice).
+With more than one process each reads its own shards (no clip is decoded twice). With
+`pack=True` each block of consecutive streamed clips is packed into 30 s windows as it is
+read (`helpers.data.packing.pack_stream`).
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def training_rows(config: RunConfig, tokenizer) -> tuple[Dataset, dict]:
 
 def stream_features(rows: Dataset, processor, seed: int = 42, shuffle_buffer: int = 256,
                     batch_size: int = 16, num_shards: int = 1,
-                    timestamp_share: float = 0.0) -> IterableDataset:
+                    timestamp_share: float = 0.0, pack: bool = False) -> IterableDataset:
     """An IterableDataset of rows with features ("mel_frames", "mel_pad", see helpers.data.features)
     and "labels" computed as they are read.
 
@@ -62,8 +64,9 @@ def stream_features(rows: Dataset, processor, seed: int = 42, shuffle_buffer: in
     shuffle_buffer: rows held for shuffling (the stream is shuffled within this window and
     its shard order); batch_size: clips decoded per feature-extraction call;
     timestamp_share: the share of rows (chosen with `seed` before shuffling, so the same rows
-    as notebook 01 picks) given timestamp labels. The feature function is notebook 01's
-    (`helpers.data.features`), so both paths give identical inputs.
+    as notebook 01 picks) given timestamp labels; pack: clips packed into 30 s windows as they
+    are read (`helpers.data.packing.pack_stream`). The feature function is notebook 01's
+    (`helpers.data.features`, `helpers.data.packing`), so both paths give identical inputs.
     """
     from helpers.data.features import KEEP_COLUMNS, _feature_schema, _features_batch
     from helpers.data.timestamps import with_timestamp_flags
@@ -75,6 +78,10 @@ def stream_features(rows: Dataset, processor, seed: int = 42, shuffle_buffer: in
     rows = with_timestamp_flags(rows, timestamp_share, seed)
     stream = rows.to_iterable_dataset(num_shards=max(1, min(num_shards, len(rows))))
     stream = stream.shuffle(seed=seed, buffer_size=shuffle_buffer)
+    if pack:
+        from helpers.data.packing import pack_stream
+
+        return pack_stream(stream, rows.column_names, processor, seed)
     remove = [c for c in rows.column_names if c not in KEEP_COLUMNS]
     return stream.map(_features_batch, batched=True, batch_size=batch_size,
                       fn_kwargs={"processor": processor, "max_label_tokens": 448,
@@ -96,4 +103,4 @@ def streaming_dataset(config: RunConfig, processor) -> IterableDataset:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return stream_features(rows, processor, seed=config.seed,
                            shuffle_buffer=config.shuffle_buffer, num_shards=max(SHARDS, world),
-                           timestamp_share=config.timestamp_share)
+                           timestamp_share=config.timestamp_share, pack=config.pack)

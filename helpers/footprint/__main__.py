@@ -3,8 +3,11 @@
 Prints one JSON object: trainable/total parameters as PEFT prints them, trainable_pct,
 `adapter_bytes` and `adapter_bytes_fp16` (the exact size of adapter_model.safetensors
 saved in float32 and in float16), and with --batch-size/--gpu-memory the predicted peak
-memory of a training step (`helpers.footprint.estimate`). No weights are downloaded: the
-architectures are in `helpers.model.architectures` and the model is built on the meta device.
+memory of a training step (`helpers.footprint.estimate`), and with --t4-time the training
+time on a Colab T4 estimated from the recipe's (`helpers.footprint.t4_time`). No weights are
+downloaded: the architectures are in `helpers.model.architectures` and the model is built on
+the meta device. A preset that packs clips into 30 s windows (PACK) is estimated at 448 label
+tokens a sample, the most a window may hold (the collator pads a batch to its longest).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ def _parser():
     import argparse
 
     from helpers.config import PRESETS
+    from helpers.data.packing import MAX_LABEL_TOKENS
     from helpers.footprint.estimate import CHECKPOINTING, DEVICES, LABEL_LENGTH
 
     p = argparse.ArgumentParser(
@@ -36,10 +40,24 @@ def _parser():
     p.add_argument("--checkpointing", choices=CHECKPOINTING,
                    help="gradient checkpointing kind (default: the preset's, as add_lora does it in one process: "
                         "reentrant; non-reentrant under DDP)")
-    p.add_argument("--label-length", type=int, default=LABEL_LENGTH,
-                   help="label tokens per example (decoder length)")
+    p.add_argument("--label-length", type=int,
+                   help=f"label tokens per example (decoder length; default {LABEL_LENGTH}, or "
+                        f"{MAX_LABEL_TOKENS} for a preset that packs clips into 30 s windows)")
+    p.add_argument("--t4-time", action="store_true",
+                   help="estimate the training time on a T4 of the preset's epochs, batch and packing")
     p.add_argument("--frames", type=int, default=1500, help="encoder frames (1500 = 30 s)")
     return p
+
+
+def label_length(args, config) -> int:
+    """--label-length, else the most a sample of the preset holds: a packed window's 448
+    positions, or a typical sentence's LABEL_LENGTH."""
+    from helpers.data.packing import MAX_LABEL_TOKENS
+    from helpers.footprint.estimate import LABEL_LENGTH
+
+    if args.label_length is not None:
+        return args.label_length
+    return MAX_LABEL_TOKENS if config.pack else LABEL_LENGTH
 
 
 def main(argv=None) -> dict:
@@ -69,7 +87,12 @@ def main(argv=None) -> dict:
             report["memory"] = estimate(
                 report["config"], lora, counts, args.batch_size or config.batch_size,
                 parse_bytes(args.memory) if args.memory else None, device=args.device,
-                checkpointing=checkpointing, label_length=args.label_length, frames=args.frames)
+                checkpointing=checkpointing, label_length=label_length(args, config),
+                frames=args.frames)
+        if args.t4_time:
+            from helpers.footprint.t4_time import t4_estimate
+
+            report["t4_time"] = t4_estimate(report["config"], config)
     except ValueError as error:
         parser.error(str(error))
     print(json.dumps(report, indent=2))

@@ -14,6 +14,7 @@ import torch
 from helpers.data.features import padded_features, training_padding
 
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips
+CLIP_COUNT_KEY = "clip_count"  # with count_clips: the batch's training clips (packed rows hold several)
 
 
 @dataclass
@@ -29,6 +30,9 @@ class SpeechSeq2SeqCollator:
     zero_padding_share, seed: compact rows are padded to 3000 frames with zeros (faster-whisper's
         and OpenAI's way) for a seeded share of examples, with silence (transformers' and
         whisper.cpp's) for the rest (helpers.data.features.training_padding); 0: all silence.
+    count_clips: also return "clip_count", the number of training clips in the batch (a
+        plain int: a packed row's "clip_count", 1 for a row of one clip), which
+        helpers.train.trainer.SpeechTrainer takes out before the model sees the batch.
     Returns {"input_features": float tensor (batch, n_mels, frames), "labels": long tensor
     (batch, longest label) with padding set to -100}. Other keys of the rows are ignored.
     """
@@ -37,11 +41,14 @@ class SpeechSeq2SeqCollator:
     decoder_start_token_id: int
     zero_padding_share: float = 0.0
     seed: int = 0
+    count_clips: bool = False
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         batch = self.processor.feature_extractor.pad(
             [{"input_features": self.features(row)} for row in rows], return_tensors="pt")
         batch["labels"] = self.pad_labels([row["labels"] for row in rows])
+        if self.count_clips:
+            batch[CLIP_COUNT_KEY] = sum(int(row.get(CLIP_COUNT_KEY, 1)) for row in rows)
         return batch
 
     def features(self, row: dict):

@@ -31,7 +31,9 @@ from helpers.config import RunConfig
 from helpers.run import RunDir
 from helpers.train.checkpoints import (BEST_ADAPTER, CHECKPOINT_NAME, checkpoint_identity, is_complete_checkpoint,
                                        keep_on_drive, prepare_output, process_rank, training_checkpoints_dir)
-from helpers.train.collator import SpeechSeq2SeqCollator
+from helpers.train.collator import CLIP_COUNT_KEY, SpeechSeq2SeqCollator
+
+CLIPS_SEEN = "clips_seen"  # log key: training clips processed so far, all processes (packed windows hold several)
 
 # ---------------------------------------------------------------- processes and devices
 
@@ -216,16 +218,25 @@ class StepPrinter(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         """Remember where (and when) this training, or this resume, started."""
         self.started, self.first_step = time.perf_counter(), state.global_step
+        self.first_clips = clips_logged(state.log_history)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         """Print the line for a log entry that carries a training loss."""
         if not state.is_world_process_zero or "loss" not in (logs or {}):
             return
-        done = state.global_step - self.first_step
-        per_step = (time.perf_counter() - self.started) / max(done, 1)
+        done, elapsed = state.global_step - self.first_step, time.perf_counter() - self.started
+        per_step = elapsed / max(done, 1)
         left = per_step * (state.max_steps - state.global_step)
+        clips = logs.get(CLIPS_SEEN)
+        rate = f", {(clips - self.first_clips) / elapsed:.2f} clips/s" if clips is not None else ""
         print(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}, "
-              f"{per_step:.1f} s/step, about {left / 60:.0f} min left", flush=True)
+              f"{per_step:.1f} s/step{rate}, about {left / 60:.0f} min left", flush=True)
+
+
+def clips_logged(log_history: list[dict]) -> int:
+    """Training clips seen up to the last log entry that counted them (0 if none did): where
+    the count continues after a resume."""
+    return max((entry.get(CLIPS_SEEN, 0) for entry in log_history), default=0)
 
 
 @contextmanager
@@ -389,6 +400,31 @@ class SpeechTrainer(Seq2SeqTrainer):
 
     loss_is_scaled_for_ga = False
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clips_seen, self.clips_before = 0, None
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        """The Trainer's loss; first takes the collator's clip count out of the batch and adds
+        it to `clips_seen` (this process's training clips since train() began)."""
+        inputs = dict(inputs)
+        self.clips_seen += int(inputs.pop(CLIP_COUNT_KEY, 0) or 0)
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+    def clips_total(self) -> int:
+        """Clips seen by every process since train() began (a collective call under DDP)."""
+        count = torch.tensor(self.clips_seen, device=self.args.device)
+        return int(self.accelerator.reduce(count, reduction="sum").item())
+
+    def log(self, logs: dict, *args, **kwargs):
+        """The Trainer's log, with "clips_seen" (all processes, counted on across a resume)
+        in every entry that carries a training loss. Every process logs at the same steps."""
+        if "loss" in logs:
+            if self.clips_before is None:
+                self.clips_before = clips_logged(self.state.log_history)
+            logs = {**logs, CLIPS_SEEN: self.clips_before + self.clips_total()}
+        super().log(logs, *args, **kwargs)
+
 
 def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDir,
                   callbacks: list | None = None, clips: list[dict] | None = None) -> Seq2SeqTrainer:
@@ -404,7 +440,7 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
     collator = SpeechSeq2SeqCollator(
         processor=processor,
         decoder_start_token_id=model.config.decoder_start_token_id,
-        zero_padding_share=config.zero_padding_share, seed=config.seed)
+        zero_padding_share=config.zero_padding_share, seed=config.seed, count_clips=True)
     extra = [MemoryCallback(), StepPrinter(), RunIdentity(settings_of(config, TRAINING_SETTINGS)),
              SaveLastStep()]
     if on_drive(run.path):
@@ -435,8 +471,11 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
 def train(trainer: Seq2SeqTrainer, resume_from: str | Path | None = None) -> dict:
     """Run training (from `resume_from`, a checkpoint folder, when given).
 
-    Returns steps, seconds, final loss and peak memory (plus resumed_from_step). After a
-    resume, train_seconds adds this session to the seconds trained before the checkpoint.
+    Returns steps, seconds, final loss and peak memory (plus resumed_from_step), and
+    "clips_seen" (training clips this call processed, all processes) and "clips_per_second"
+    (clips_seen / this call's seconds): with packing a step holds several clips per sample.
+    After a resume, train_seconds adds this session to the seconds trained before the
+    checkpoint.
     """
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -445,19 +484,35 @@ def train(trainer: Seq2SeqTrainer, resume_from: str | Path | None = None) -> dic
         identity.seconds_before = checkpoint_identity(resume_from).get("attributes", {}).get("train_seconds", 0.0)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    seconds = identity.train_seconds() if identity is not None else time.perf_counter() - started
+    session = time.perf_counter() - started
+    seconds = identity.train_seconds() if identity is not None else session
     memory = peak_memory_bytes()
     resumed = int(CHECKPOINT_NAME.match(Path(resume_from).name).group(1)) if resume_from else 0
+    clips = trainer.clips_total() if isinstance(trainer, SpeechTrainer) else None
     return {
         "train_steps": trainer.state.global_step,
         "resumed_from_step": resumed,
         "train_seconds": round(seconds, 1),
+        "session_seconds": round(session, 1),
+        "clips_seen": clips,
+        "clips_per_second": round(clips / session, 3) if clips is not None else None,
         "train_loss": round(float(result.training_loss), 4),
         "final_loss": final_loss(trainer.state.log_history),
         "peak_memory_bytes": memory.get("gpu_allocated", memory.get("process_rss")),
         "peak_memory_kind": "gpu_allocated" if "gpu_allocated" in memory else "process_rss",
         **{f"peak_{key}_bytes": value for key, value in memory.items()},
     }
+
+
+def speed_line(summary: dict) -> str:
+    """One line for notebook 04: seconds per step beside clips per second (from `train`)."""
+    steps = summary["train_steps"] - summary.get("resumed_from_step", 0)
+    seconds = summary.get("session_seconds", summary["train_seconds"])
+    per_step = seconds / max(steps, 1)
+    clips = summary.get("clips_seen")
+    beside = (f", {summary['clips_per_second']:.2f} clips per second ({clips} clips)"
+              if clips is not None else "")
+    return f"{steps} steps in {seconds:.0f} s: {per_step:.1f} s per step{beside}"
 
 
 def final_loss(log_history: list[dict]) -> float | None:

@@ -31,7 +31,8 @@ TEXT_COLUMN = None         # Hub/CSV/FLEURS corpora: the transcript column (None
 MAX_TRAIN_CLIPS = None     # cap the training clips (None: all)
 MAX_TEST_CLIPS = None      # cap the test clips (None: all)
 SEED = None                # seeds LoRA's initialization and the order of the training data (None: the preset's, 42)
-TIMESTAMP_SHARE = None     # share of training clips labelled with timestamps, <|0.00|> text <|end|>, so the model keeps predicting them for long audio (None: the preset's, 0.0 as in the recipe)
+PACK = None                # True: join consecutive training clips into samples of up to 30 s, since Whisper reads 30 s whatever the clip's length (several times the clips per second); False: one clip a sample, as in the recipe (None: the preset's)
+TIMESTAMP_SHARE = None     # share of training samples labelled with timestamps, so the model keeps predicting them for long audio: with PACK, of the 30 s windows (each clip a segment), else of the clips (None: the preset's)
 SKIP_IF_DONE = False       # True: when this run already holds this notebook's outputs for the same settings, prepare nothing again (set False after editing a local corpus)
 
 # %% [markdown]
@@ -50,7 +51,7 @@ from helpers.config import start_run
 run, config = start_run(RUN_NAME, PRESET, RUNS_ROOT, model=MODEL, language=LANGUAGE, corpus=CORPUS,
                         corpus_config=CORPUS_CONFIG, text_column=TEXT_COLUMN,
                         max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS, seed=SEED,
-                        timestamp_share=TIMESTAMP_SHARE)
+                        timestamp_share=TIMESTAMP_SHARE, pack=PACK)
 print(run)
 config
 
@@ -62,21 +63,29 @@ config
 #
 # The recipe's labels say `<|notimestamps|>`. A model trained only on those tends to stop
 # predicting timestamps, which Whisper's long-form decoding (audio over 30 s) moves by.
-# With `TIMESTAMP_SHARE` above 0, that share of the training clips (chosen by the seed)
-# is labelled `<|0.00|> text <|end|>` instead, `end` being where the clip's speech ends,
-# found from its energy (`helpers/timestamps.py`).
+# With `TIMESTAMP_SHARE` above 0, that share of the training samples (chosen by the seed)
+# is labelled with timestamps instead. One clip a sample: `<|0.00|> text <|end|>`, `end`
+# being where the clip's speech ends, found from its energy (`helpers/data/timestamps.py`).
+# Packed (`PACK = True`, next section): Whisper's long-form format, each clip a segment
+# from where its speech starts to where it ends in the 30 s window; the other windows get
+# the recipe's `<|notimestamps|>` and the clips' texts joined.
 
 # %%
 from helpers.model.load import load_processor
+from helpers.data.packing import window_labels
 from helpers.data.timestamps import timestamp_labels
 
 processor = load_processor(config.model, language=config.language, task=config.task)
 example = processor.tokenizer("Hello there.").input_ids
 print("label ids for 'Hello there.':", example)
 print("as tokens:", processor.tokenizer.convert_ids_to_tokens(example))
-with_times = timestamp_labels(processor.tokenizer, "Hello there.", end_seconds=1.234)
-print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):",
-      processor.tokenizer.convert_ids_to_tokens(with_times))
+if config.pack:
+    with_times = window_labels(processor.tokenizer, ["Hello there.", "Good bye."], [(0.42, 1.3), (2.66, 3.5)])
+    print(f"a window of two clips, with timestamps ({config.timestamp_share:.0%} of the windows):")
+else:
+    with_times = timestamp_labels(processor.tokenizer, "Hello there.", end_seconds=1.234)
+    print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):")
+print(processor.tokenizer.convert_ids_to_tokens(with_times))
 
 # %% [markdown]
 # ## Filter, extract features, save
@@ -106,15 +115,28 @@ print(longest_label_line(reports))
 report_table(reports)
 
 # %% [markdown]
-# ## How long are the clips?
-# Whisper pads every clip to 30 s, so short clips cost as much compute as long ones. The
-# histogram shows how much of that window the corpus actually fills.
+# ## How long are the clips? Packing them into 30 s windows
+# Whisper pads every clip to 30 s, so short clips cost as much compute as long ones: the
+# encoder, the largest cost of a training step, then works mostly on padding. The histogram
+# shows how much of that window the corpus's clips fill.
+#
+# With `PACK = True` the training clips, in the order the seed shuffles them to, were joined
+# with short pauses (0.2 to 1 s) into windows of up to 30 s and 448 label tokens, a clip
+# never cut (`helpers/data/packing.py`). A training step then holds `BATCH_SIZE` windows of
+# several clips each, so training gets through several times the clips per second; an
+# epoch is still one pass over the clips. Test and dev clips stay one a sample.
 
 # %%
 from helpers.notebook.plots import duration_histogram
 
 durations = run.read_json("train_durations.json", "this notebook")
 duration_histogram(durations, run.plot("durations"));
+if config.pack and not config.streaming:
+    packing = run.read_json("packing.json", "this notebook")
+    print(f"{packing['clips']} clips packed into {packing['windows']} windows: "
+          f"{packing['clips_per_window']:.1f} clips and {packing['seconds_per_window']:.1f} s of audio "
+          f"a window ({packing['audio_share']:.0%} of 30 s), {packing['timestamped_windows']} with "
+          f"timestamps, longest labels {packing['longest_labels']} tokens")
 
 # %% [markdown]
 # ## Listen to a few clips

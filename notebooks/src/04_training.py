@@ -25,6 +25,10 @@
 #   checkpoint, with optimizer, scheduler, RNG and step restored (`RESUME = "auto"`).
 # - **Streaming**: `STREAMING = True` computes features on the fly from the corpus instead
 #   of reading the ones notebook 01 saved, for corpora whose features would not fit on disk.
+# - **Packing** (notebook 01's `PACK`): a sample is a 30 s window of several clips instead
+#   of one clip padded to 30 s. `BATCH_SIZE` then counts windows, `MAX_STEPS` optimizer
+#   steps of that many windows, and `NUM_TRAIN_EPOCHS` passes over the clips, as before:
+#   an epoch takes fewer steps. The log prints clips per second beside seconds per step.
 # - The same stage as a **script**, also for several GPUs or processes, and the **export**
 #   of a merged model or a CTranslate2 (faster-whisper) model: see the end.
 
@@ -32,10 +36,10 @@
 RUN_NAME = None            # the run directory written by 01 (None: the run notebook 01 started last; or the PRESET's name when PRESET is set)
 RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' runtimes share a run), runs/ in this repository elsewhere; or a folder
 PRESET = None              # None: the run's own preset (notebook 01's); a name here must match it
-MAX_STEPS = None           # training steps (None: the preset's; -1 trains for NUM_TRAIN_EPOCHS)
-NUM_TRAIN_EPOCHS = None    # epochs when MAX_STEPS is -1
+MAX_STEPS = None           # optimizer steps of BATCH_SIZE samples each (None: the preset's; -1 trains for NUM_TRAIN_EPOCHS)
+NUM_TRAIN_EPOCHS = None    # passes over the training clips (packed or not) when MAX_STEPS is -1
 LEARNING_RATE = None       # None: the preset's, 1e-3
-BATCH_SIZE = None          # per-device batch (None: the preset's, 8)
+BATCH_SIZE = None          # per-device batch: clips, or with PACK 30 s windows of several clips (None: the preset's)
 LOGGING_STEPS = None       # log loss and memory every N steps
 SAVE_STEPS = None          # write a checkpoint every N steps
 PRECISION = None           # base precision: "8bit" (the recipe), "4bit" (QLoRA, NF4), "fp16", "fp32" (None: the run's)
@@ -119,12 +123,16 @@ model.print_trainable_parameters()
 # ## The training data
 # Normally the features notebook 01 saved, only read from disk. With `STREAMING = True`
 # the corpus rows are filtered as in 01, and each clip's features are computed when a
-# batch needs it (a `datasets.IterableDataset` with a shuffle buffer): nothing is written.
+# batch needs it (a `datasets.IterableDataset` with a shuffle buffer): nothing is written;
+# with packing, each block of 128 streamed clips is packed into windows as it is read.
+# The line below says what a step holds and how many steps an epoch takes.
 
 # %%
+from helpers.data.packing import describe_training_data
 from helpers.train.trainer import training_dataset
 
 train_dataset = training_dataset(config, run, processor)
+print(describe_training_data(train_dataset, config))
 train_dataset
 
 # %% [markdown]
@@ -153,10 +161,11 @@ print(f"WER every {config.eval_steps} steps on {len(clips)} {config.eval_split} 
 # `label_names=["labels"]` are needed because PEFT wraps the model's `forward`.
 
 # %%
-from helpers.train.trainer import build_trainer, train
+from helpers.train.trainer import build_trainer, speed_line, train
 
 trainer = build_trainer(model, processor, train_dataset, config, run, clips=clips)
 summary = train(trainer, resume_from)
+print(speed_line(summary))
 summary
 
 # %% [markdown]
