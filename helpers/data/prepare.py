@@ -10,6 +10,7 @@ from pathlib import Path
 from helpers.config import RunConfig
 from helpers.data.corpora import load_corpus
 from helpers.data.features import prepare_features
+from helpers.data.replay import with_replay
 from helpers.data.filter import filter_corpus
 from helpers.files import remove_leftovers, staging_dir
 from helpers.run import RunDir
@@ -27,7 +28,8 @@ def load_filtered_split(config: RunConfig, split: str, tokenizer, max_clips: int
 
 
 def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dict]:
-    """Filter every split, save training features and the test clip list; returns reports."""
+    """Filter every split, save training features and the test clip list; returns reports
+    (with REPLAY_SHARE > 0 also "replay": the replay split's, `helpers.data.replay`)."""
     from datasets import concatenate_datasets
 
     reports, dropped, train_parts = {}, [], []
@@ -41,6 +43,9 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor) -> dict[str, dic
     train = concatenate_datasets(train_parts) if len(train_parts) > 1 else train_parts[0]
     if config.max_train_clips is not None and len(train) > config.max_train_clips:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_clips))
+    train, replayed = with_replay(train, config, processor.tokenizer)
+    if replayed:
+        reports["replay"] = replayed
     if not config.streaming:  # streamed training computes features on the fly (helpers/data/streaming.py)
         save_dataset_atomic(prepare_features(train, processor, timestamp_share=config.timestamp_share,
                                              seed=config.seed), run.features_dir("train"))

@@ -32,6 +32,7 @@ MAX_TRAIN_CLIPS = None     # cap the training clips (None: all)
 MAX_TEST_CLIPS = None      # cap the test clips (None: all)
 SEED = None                # seeds LoRA's initialization and the order of the training data (None: the preset's, 42)
 TIMESTAMP_SHARE = None     # share of training clips labelled with timestamps, <|0.00|> text <|end|>, so the model keeps predicting them for long audio (None: the preset's, 0.0 as in the recipe)
+REPLAY_SHARE = None        # multilingual models: share of the training samples taken from another language (embedded-hindi: data/cv-mini/en; blog presets: FLEURS en_us), labelled with its own language token, so one model keeps both (None: 0.0, the recipe)
 
 # %% [markdown]
 # ## The run directory and its settings
@@ -45,7 +46,7 @@ from helpers.config import start_run
 run, config = start_run(RUN_NAME, PRESET, RUNS_ROOT, model=MODEL, language=LANGUAGE, corpus=CORPUS,
                         corpus_config=CORPUS_CONFIG, text_column=TEXT_COLUMN,
                         max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS, seed=SEED,
-                        timestamp_share=TIMESTAMP_SHARE)
+                        timestamp_share=TIMESTAMP_SHARE, replay_share=REPLAY_SHARE)
 print(run)
 config
 
@@ -81,6 +82,13 @@ print(f"with timestamps ({config.timestamp_share:.0%} of the training clips):",
 # positions. Nothing disappears without being counted: each split prints "rows read =
 # kept + dropped", and the dropped rows are listed in
 # `dropped_rows.jsonl`. Kept training rows become log-mel features + label ids on disk.
+#
+# With `REPLAY_SHARE` above 0, clips of another language (the preset's `replay_corpus`)
+# are added until they make up that share of the training set, labelled with their own
+# language token (`<|en|>` where the run's say `<|hi|>`; `helpers/data/replay.py`): the
+# adapter then learns the new language without unlearning that one, for a single model
+# (merged, exported) that serves both. Without it, routing (notebooks 05 and 06) keeps the
+# adapter off the other languages instead; the forgetting benchmark compares the two.
 #
 # Whisper reads 3000 frames (30 s) per clip, but every frame after a clip's end holds the
 # same padding value, so only the frames that see audio are computed and stored, with that
