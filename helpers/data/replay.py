@@ -78,7 +78,9 @@ def with_replay(train, config, tokenizer):
               f"clips, fewer than the {wanted} that make REPLAY_SHARE = {config.replay_share}; "
               "all of them are used.")
     columns = [c for c in COMMON_COLUMNS if c in train.column_names and c in picked.column_names]
-    parts = [_tagged(train, columns, ""), _tagged(picked, columns, config.replay_language)]
+    parts = [_tagged(train, columns, "")]
+    if len(picked):  # a share too small to round to one clip adds none
+        parts.append(_tagged(picked, columns, config.replay_language))
     return concatenate_datasets(parts).shuffle(seed=config.seed), report
 
 
@@ -94,7 +96,7 @@ def _tagged(rows, columns: list[str], language: str):
     LANGUAGE_COLUMN = language on every row."""
     from datasets import Value
 
-    rows = rows.select_columns(columns)
+    rows = rows.select_columns(columns).flatten_indices()  # add_column needs rows in place
     rows = rows.cast_column("duration", Value("float64")) if "duration" in columns else rows
     return rows.add_column(LANGUAGE_COLUMN, [language] * len(rows))
 
