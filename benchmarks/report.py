@@ -189,7 +189,15 @@ def larger_model_lines(larger: dict) -> list[str]:
 FORGET_COMMAND = "python benchmarks/run.py --only forgetting"
 FORGET_ROWS = {"base_fp32": "base, untouched (fp32)", "lora_8bit": "LoRA, 8-bit base (the recipe)",
                "lora_8bit_adapter_off": "the same, adapter switched off",
+               "lora_8bit_routed": "the same, routed by spoken language",
+               "lora_8bit_replay_10": "LoRA 8-bit, replay 0.1 (English)",
+               "lora_8bit_replay_25": "LoRA 8-bit, replay 0.25 (English)",
+               "lora_8bit_lr_1e-4": "LoRA 8-bit, learning rate 1e-4",
                "lora_fp32": "LoRA, fp32 base", "full_fp32": "full fine-tuning, fp32"}
+# Routing keeps each language when English WER is within this many points of the adapter
+# switched off and Hindi CER within this many of the adapter always on (issue 23), and it
+# sends at least ROUTED_RIGHT of each language's clips the right way.
+ROUTING_POINTS, ROUTED_RIGHT = 1.0, 0.95
 # English WER may rise this many points and still count as kept: on 24 clips (about 200
 # words) one sentence misheard entirely moves WER by about 4 points.
 FORGETTING_POINTS = 5.0
@@ -239,21 +247,59 @@ def forgetting_section(data: dict) -> list[str]:
     lines = ["### Forgetting: does a model trained on Hindi keep its English? (`forgetting.json`)", "",
              f"`{FORGET_COMMAND}`: {s['model']} trained on {s['train_corpus']} ({s['steps']} steps "
              f"of batch {s['batch_size']}, the same clips in the same order for each method; "
-             f"learning rate {rates['lora_8bit']:g} for LoRA, {rates['full_fp32']:g} for full "
+             f"learning rate {rates['lora_8bit']:g} for LoRA"
+             + (f" ({rates['lora_8bit_lr_1e-4']:g} in its own row)" if "lora_8bit_lr_1e-4" in rates else "")
+             + f", {rates['full_fp32']:g} for full "
              f"fine-tuning; {s['warmup_steps']} warmup steps, then constant). Scored on "
              f"{s['hindi_clips']} clips of {s['hindi_test']} (language=\"hindi\") and "
              f"{s['english_clips']} clips of {s['english_test']} (language=\"english\"); "
-             f"{s['decoding']}. Identified: {s['language_id']}. {env_line(data)}.", ""]
+             f"{s['decoding']}. Identified: {s['language_id']}."
+             + (f" Replay: {s['replay_corpus']}, as a share of the samples. Routed: "
+                f"{s['routing']}" if "routing" in s else "") + f" {env_line(data)}.", ""]
     headers = ["model", "Hindi WER", "Hindi CER", "Hindi script share", "English WER",
                "English CER", "English clips identified as English",
-               "Hindi clips identified as Hindi"]
+               "Hindi clips identified as Hindi", "routed right: Hindi / English",
+               "identification per clip"]
     rows = [[name, pct(r[key]["hindi"]["wer"]), pct(r[key]["hindi"]["cer"]),
              pct(r[key]["hindi"]["script_share"]), pct(r[key]["english"]["wer"]),
              pct(r[key]["english"]["cer"]), pct(r[key]["english_detected_as_english"]),
-             pct(r[key]["hindi_detected_as_hindi"])] for key, name in FORGET_ROWS.items()]
+             pct(r[key]["hindi_detected_as_hindi"]), *routing_cells(r[key])]
+            for key, name in FORGET_ROWS.items() if key in r]
     lines += markdown_table(headers, rows)
-    return lines + ["", "- " + forgetting_verdict(r), "",
-                    f"![forgetting]({FIGURES}/forgetting.png)", ""]
+    extra = [routing_verdict(r)] if "lora_8bit_routed" in r else []
+    return lines + ["", "- " + forgetting_verdict(r), *["- " + line for line in extra], "",
+                    f"![forgetting]({FIGURES}/forgetting.png)", "",
+                    *([f"![Hindi CER against English WER]({FIGURES}/forgetting_tradeoff.png)", ""]
+                      if "lora_8bit_routed" in r else [])]
+
+
+def routing_cells(row: dict) -> list[str]:
+    """The routed row's share of Hindi / English clips routed the right way and its seconds
+    of language identification per clip (beside decoding's); "-" for the other rows."""
+    routing = row.get("routing")
+    if not routing:
+        return ["-", "-"]
+    clips = row["hindi"]["n"] + row["english"]["n"]
+    seconds = sum(routing[lang]["detect_seconds"] for lang in ("hindi", "english")) / clips
+    return [f"{pct(routing['hindi']['right_share'])} / {pct(routing['english']['right_share'])}",
+            f"{seconds:.2f} s"]
+
+
+def routing_verdict(r: dict) -> str:
+    """One line: did routing keep English as the base has it and Hindi as the adapter has it
+    (within ROUTING_POINTS), and send at least ROUTED_RIGHT of each language the right way."""
+    routed, on, off = r["lora_8bit_routed"], r["lora_8bit"], r["lora_8bit_adapter_off"]
+    english = 100 * (routed["english"]["wer"] - off["english"]["wer"])
+    hindi = 100 * (routed["hindi"]["cer"] - on["hindi"]["cer"])
+    right = {lang: routed["routing"][lang]["right_share"] for lang in ("hindi", "english")}
+    kept = english <= ROUTING_POINTS and hindi <= ROUTING_POINTS and min(right.values()) >= ROUTED_RIGHT
+    return (f"Routing by spoken language {'kept both languages' if kept else 'fell short'} here: "
+            f"English WER {pct(routed['english']['wer'])} routed vs {pct(off['english']['wer'])} with "
+            f"the adapter off ({english:+.1f} points), Hindi CER {pct(routed['hindi']['cer'])} routed vs "
+            f"{pct(on['hindi']['cer'])} with the adapter on ({hindi:+.1f} points); "
+            f"{pct(right['hindi'])} of the Hindi clips went to the adapter and {pct(right['english'])} "
+            f"of the English ones to the base (the aim: within {ROUTING_POINTS:g} point, and at "
+            f"least {ROUTED_RIGHT:.0%} each; forgetting.json results.lora_8bit_routed)")
 
 
 def forgetting_not_measured() -> list[str]:

@@ -3,7 +3,8 @@
     python benchmarks/run.py            # the full run: about 20 minutes on 2 CPU cores
     python benchmarks/run.py --quick    # tiny sizes, for the test (a couple of minutes)
     python benchmarks/run.py --only data_preparation inference --out /tmp/results
-    python benchmarks/run.py --only forgetting   # LoRA vs full fine-tuning on Hindi: English kept?
+    python benchmarks/run.py --only forgetting   # LoRA vs full fine-tuning on Hindi: English kept? routing, replay
+    python benchmarks/run.py --only forgetting --forgetting-cache runs/bench-forgetting   # keep the trained models, reuse them
     python benchmarks/run.py --only long_form    # timestamps through fine-tuning: TIMESTAMP_SHARE 0 vs 0.3 vs 0.5
     python benchmarks/run.py --only padding      # padding to 30 s: silence vs zeros, in training and decoding
     python benchmarks/run.py --only packing      # clips packed into 30 s windows vs one a sample, same time
@@ -16,9 +17,10 @@ Benchmarks (each in benchmarks/bench_*.py):
    recording, each way in its own process (peak memory); needs requirements-engines.txt
 4. memory_curve: peak RSS per batch size, full fine-tuning vs LoRA 8-bit (tiny.en, and
    small.en with random weights, where weights rather than activations dominate)
-5. forgetting (only with --only forgetting; 50 minutes measured on 2 shared cores): the multilingual base
-   trained on Hindi by LoRA 8-bit / LoRA fp32 / full fine-tuning; Hindi and English WER
-   and language identification of each, the base, and the adapter switched off
+5. forgetting (only with --only forgetting; about 80 minutes on 2 cores): the multilingual base
+   trained on Hindi by LoRA 8-bit / LoRA fp32 / full fine-tuning / LoRA 8-bit with replay
+   0.1 and 0.25 / LoRA 8-bit at lr 1e-4; Hindi and English WER and language identification
+   of each, the base, the adapter switched off, and routing by spoken language
 6. long_form (only with --only long_form; estimated at 15 minutes): tiny.en 8-bit + LoRA
    trained with TIMESTAMP_SHARE 0 and each of --long-form-shares; long-form WER, share of
    30 s windows with timestamps, sentence start/end error, short-clip WER; the base too
@@ -104,6 +106,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "in the forgetting benchmark (default 30; --quick 1)")
     parser.add_argument("--forgetting-clips", type=int, help="Hindi and English test clips "
                         "in the forgetting benchmark (default 24 each; --quick 1)")
+    parser.add_argument("--forgetting-cache", type=Path, help="folder where the forgetting "
+                        "benchmark keeps its trained models and reuses them when a later run "
+                        "has the same settings (default: none kept)")
     parser.add_argument("--long-form-shares", type=float, nargs="+", default=[0.3, 0.5],
                         help="TIMESTAMP_SHARE values trained beside 0 in the long_form benchmark")
     parser.add_argument("--adapter", type=Path, default=None,
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
     if "forgetting" in args.only:
         bench_forgetting.run(args.out, sizes.forget_steps, sizes.forget_batch,
                              sizes.forget_hindi_clips, sizes.forget_english_clips,
-                             model=args.forgetting_model)
+                             model=args.forgetting_model, cache=args.forgetting_cache)
     if "long_form" in args.only:
         bench_long_form.run(args.out, sizes.long_steps, sizes.long_batch,
                             [0.0, *args.long_form_shares], sizes.long_recordings,

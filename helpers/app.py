@@ -5,15 +5,18 @@ each took.
 Usage:
     python -m helpers.app [--adapter DIR_OR_HUB_ID] [--model SOURCE] [--language L]
                           [--precision P] [--engine faster-whisper] [--host HOST] [--port N]
-                          [--share]
+                          [--share] [--no-routing]
 
 The page listens on 127.0.0.1 (this machine only) unless --host says otherwise
 (`--host 0.0.0.0`: every network interface). On Colab it is shown inline in the cell, and a
 public gradio.live link is made only with --share. One model is loaded, once: the adapter
 switched off (PEFT's `disable_adapter`) gives the base model's transcript, switched on the
-fine-tuned one, as in notebook 05. With `--engine faster-whisper` both are run by
-faster-whisper instead: the base, and the adapter merged and exported once
-(helpers.export.engines).
+fine-tuned one, as in notebook 05. An adapter trained on a multilingual base for one
+language is used only on speech the base identifies as that language
+(`helpers.transcribe.routing`; --no-routing: on everything): the fine-tuned side says which
+language it decoded and whether the adapter did. With `--engine faster-whisper` both are
+run by faster-whisper instead: the base, and the adapter merged and exported once
+(helpers.export.engines); the merged model decodes every clip (no routing).
 
 Audio up to MAX_PAGE_SECONDS (30 s, Whisper's window: the page transcribes one window, as
 `python -m helpers.transcribe` does) in WAV, FLAC, OGG or MP3, or a microphone recording
@@ -154,6 +157,7 @@ class Comparison:
     base_seconds: float       # wall time of the base transcription
     finetuned_seconds: float  # wall time of the fine-tuned transcription
     audio_seconds: float      # length of the clip
+    route: str = ""           # with routing: how the fine-tuned side was decoded, e.g. "identified as hi: adapter on"
 
 
 class PageModels:
@@ -163,37 +167,58 @@ class PageModels:
     Calls are serialized by a lock: switching the adapter off is model-wide state.
     """
 
-    def __init__(self, model, processor, description: str = "", fallback: bool = True):
+    def __init__(self, model, processor, description: str = "", fallback: bool = True,
+                 router=None):
+        from helpers.transcribe.routing import Router
+
         if not hasattr(model, "disable_adapter"):
             raise ValueError("the page compares the base and the fine-tuned model: load an "
                              "adapter onto the model (helpers.model.adapters.attach_adapter)")
         self.model, self.processor, self.fallback = model, processor, fallback
+        # how the fine-tuned side is decoded (helpers.transcribe.routing); None: the adapter
+        # on every clip, in the model's language
+        self.router = router or Router(english_only=not model.generation_config.is_multilingual,
+                                       has_adapter=True, forced=_forced_code(model))
         self.description = description  # e.g. "embedded + runs/demo/adapter", for the page
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, model_source: str | None, adapter: str, language: str | None = None,
-             precision: str = "fp32") -> "PageModels":
+             precision: str = "fp32", routing: bool = True) -> "PageModels":
         """Load the model and adapter as `python -m helpers.transcribe` does (same loader,
-        same arguments): the base model recorded in the adapter unless `model_source`."""
-        from helpers.model.adapters import load_for_transcription
+        same arguments, same routing): the base model recorded in the adapter unless
+        `model_source`."""
+        from helpers.transcribe.routing import load_routed
 
-        model, processor = load_for_transcription(model_source, adapter, language, precision)
+        model, processor, router = load_routed(model_source, adapter, language, precision, routing)
         base = model_source or _recorded_base(adapter)
-        return cls(model, processor, f"{base} + adapter {adapter} ({precision})")
+        return cls(model, processor, f"{base} + adapter {adapter} ({precision})", router=router)
 
     def transcribe(self, audio: np.ndarray) -> Comparison:
-        """Transcribe one 16 kHz clip with the adapter off, then on; each one timed."""
+        """Transcribe one 16 kHz clip with the adapter off, then as the router routes it
+        (the adapter on, unless routing sends the clip to the base); each one timed."""
         from helpers.transcribe.decode import transcribe_arrays
+        from helpers.transcribe.routing import transcribe_routed
 
         with self._lock:
             start = time.perf_counter()
             with self.model.disable_adapter():
                 base = transcribe_arrays(self.model, self.processor, [audio], fallback=self.fallback)[0]
             middle = time.perf_counter()
-            tuned = transcribe_arrays(self.model, self.processor, [audio], fallback=self.fallback)[0]
+            [(tuned, route)] = transcribe_routed(self.model, self.processor, [audio], self.router,
+                                                 fallback=self.fallback)
             end = time.perf_counter()
-        return Comparison(base, tuned, middle - start, end - middle, len(audio) / SAMPLE_RATE)
+        way = (f"identified as {route.language}: adapter {'on' if route.adapter else 'off'}"
+               if self.router.routing else "")
+        return Comparison(base, tuned, middle - start, end - middle, len(audio) / SAMPLE_RATE, way)
+
+
+def _forced_code(model) -> str | None:
+    """The code of the language the model is set to decode (generation_config), or None."""
+    from helpers.transcribe.routing import code_of
+
+    language = model.generation_config.language
+    return code_of(language) if language else None
 
 
 class EnginePageModels:
@@ -209,13 +234,15 @@ class EnginePageModels:
 
     @classmethod
     def load(cls, model_source: str | None, adapter: str, language: str | None = None,
-             precision: str = "fp32") -> "EnginePageModels":
-        """The base (`base_ct2`) and the adapter (`cached_ct2`) loaded in faster-whisper."""
+             precision: str = "fp32", routing: bool = True) -> "EnginePageModels":
+        """The base (`base_ct2`) and the adapter (`cached_ct2`) loaded in faster-whisper;
+        `routing` only decides whether the note that the engine does not route is printed."""
         from helpers.export.engines import (EngineOptions, base_ct2, cached_ct2,
-                                            load_faster_whisper)
+                                            load_faster_whisper, print_routing_note)
 
         base_source = model_source or _recorded_base(adapter)
         tuned = load_faster_whisper(cached_ct2(adapter, model_source, language), precision)
+        print_routing_note(tuned, adapter, routing)
         base = load_faster_whisper(base_ct2(base_source, language), precision)
         return cls(base, tuned, f"{base_source} + adapter {adapter}, in faster-whisper "
                    f"({precision})", EngineOptions(language=language))
@@ -273,7 +300,8 @@ def run_page(models: PageModels, path) -> PageResult:
     base, tuned = word_diff(comparison.base, comparison.finetuned)
     return PageResult(f"{comparison.audio_seconds:.1f} s of audio transcribed.", base, tuned,
                       f"transcribed in {comparison.base_seconds:.2f} s",
-                      f"transcribed in {comparison.finetuned_seconds:.2f} s")
+                      f"transcribed in {comparison.finetuned_seconds:.2f} s"
+                      + (f"; {comparison.route}" if comparison.route else ""))
 
 
 # ------------------------------------------------------------------ the page (gradio)
@@ -352,10 +380,11 @@ def launch_page(page, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
 
 
 def open_page(model, processor, description: str = "", share: bool = False,
-              port: int | None = None):
+              port: int | None = None, router=None):
     """Open the page from a notebook on a model already loaded with its adapter (notebook
-    05's last cell); returns at once, the page keeps running beside the kernel."""
-    page = build_page(PageModels(model, processor, description))
+    05's last cell), routed by `router` (helpers.transcribe.routing; None: the adapter on
+    every clip); returns at once, the page keeps running beside the kernel."""
+    page = build_page(PageModels(model, processor, description, router=router))
     launch_page(page, port=port, share=share, block=False)
     return page
 
@@ -381,6 +410,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only; "
                              "0.0.0.0: every network interface)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    parser.add_argument("--no-routing", action="store_true",
+                        help="the fine-tuned side uses the adapter on every clip (default: only "
+                             "on speech the base identifies as the adapter's language)")
     parser.add_argument("--share", action="store_true",
                         help="also make a public gradio.live link (72 hours; anyone with it can use the page)")
     return parser.parse_args(argv)
@@ -403,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     kind = EnginePageModels if args.engine == "faster-whisper" else PageModels
     try:
-        models = kind.load(args.model, args.adapter, args.language, args.precision)
+        models = kind.load(args.model, args.adapter, args.language, args.precision,
+                           routing=not args.no_routing)
     except (ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -80,6 +80,18 @@ class RunConfig:
     streaming: bool = False                 # compute features on the fly instead of reading features/train (needs max_steps)
     shuffle_buffer: int = 256               # streaming: clips held in the shuffle buffer
     cell_timeout: int | None = 1800         # helpers.demo: seconds one notebook cell may run (None: no limit)
+    # Replay (helpers/data/replay.py): keep another language by training on some of it too
+    replay_share: float = 0.0               # share of the training samples taken from replay_corpus (0: none, the recipe)
+    replay_corpus: str | None = None        # a corpus in another language (same kinds as corpus)
+    replay_language: str | None = None      # its Whisper language: its labels carry that language token
+    replay_split: str = "train"             # the split of replay_corpus that is sampled
+    routing: bool = True                    # an adapter decodes only the speech in its language(s) (helpers/transcribe/routing.py)
+
+    def adapter_record(self) -> dict:
+        """save_adapter's keyword arguments for this run: the base model's source and the
+        language(s) trained on (replay's only when replay_share > 0)."""
+        replay = [self.replay_language] if self.replay_share and self.replay_language else []
+        return {"base_source": self.model, "language": self.language, "replay_languages": replay}
     run_id: str | None = None               # set by notebook 01 (start_run): which preparation of the data this run holds
 
     def lora_settings(self) -> LoraSettings:
@@ -99,9 +111,10 @@ CV_HINDI_MDC = "mdc:cmj8u3p7m00b1nxxbm34a993r"
 
 
 # The recipe on a free Colab T4 (docs/recipe.md, "The recipe's settings"): large-v2, 8-bit,
-# batch 8, lr 1e-3, warmup 50, 3 epochs over train+validation, fp16.
+# batch 8, lr 1e-3, warmup 50, 3 epochs over train+validation, fp16. Replay (REPLAY_SHARE >
+# 0) samples FLEURS' English (US) train split, which needs no sign-in.
 BLOG = dict(model="openai/whisper-large-v2", language="hindi", precision="8bit",
-            corpus=CV_HINDI_MDC,
+            corpus=CV_HINDI_MDC, replay_corpus="fleurs:en_us", replay_language="english",
             train_splits=["train", "dev"], batch_size=8, learning_rate=1e-3,
             warmup_steps=50, num_train_epochs=3.0, fp16=True, eval_batch_size=8,
             logging_steps=25, save_steps=100,
@@ -163,6 +176,8 @@ PRESETS: dict[str, dict] = {
     # and no WER during training (notebook 05 measures the test clips).
     "embedded-hindi": dict(model="embedded-base", language="hindi", precision="8bit",
                            corpus=str(EMBEDDED_HINDI_CORPUS),
+                           # REPLAY_SHARE > 0 samples the embedded English corpus
+                           replay_corpus=str(EMBEDDED_CORPUS), replay_language="english",
                            train_splits=["train"], **PACKED, learning_rate=1e-3,
                            warmup_steps=5, lr_scheduler="constant_with_warmup", max_steps=30,
                            logging_steps=5, save_steps=15, fp16=False,

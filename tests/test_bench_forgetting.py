@@ -20,8 +20,9 @@ pytestmark = pytest.mark.benchmarks
 
 def test_forgetting_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):
     tiny = tiny_multilingual_dir(tmp_path / "tiny-ml")
+    cache = tmp_path / "models"
     path = bench_forgetting.run(tmp_path / "out", steps=1, batch=2, hindi_clips=2,
-                                english_clips=2, model=str(tiny), max_new_tokens=4)
+                                english_clips=2, model=str(tiny), max_new_tokens=4, cache=cache)
     data = json.loads(path.read_text())
     r = data["results"]
     assert data["benchmark"] == "forgetting" and list(r) == list(bench_forgetting.ROWS)
@@ -32,18 +33,38 @@ def test_forgetting_benchmark_runs_end_to_end_on_a_tiny_model(tmp_path):
         assert row["hindi_detected_as_hindi"] in (0, 0.5, 1)
         assert [s["reference"] for s in row["english_samples"]] == \
             [s["reference"] for s in r["base_fp32"]["english_samples"]]
+        assert "texts" not in row
     lora8, lora32, full = r["lora_8bit"], r["lora_fp32"], r["full_fp32"]
-    assert lora8["trainable_params"] == lora32["trainable_params"]
+    assert lora8["trainable_params"] == lora32["trainable_params"] == r["lora_8bit_lr_1e-4"]["trainable_params"]
     assert full["trainable_params"] > 20 * lora8["trainable_params"]   # every weight vs q/v LoRA
-    assert (lora8["learning_rate"], full["learning_rate"]) == (1e-3, 1e-5)
-    assert all(row["final_loss"] > 0 for row in (lora8, lora32, full))
+    assert (lora8["learning_rate"], full["learning_rate"], r["lora_8bit_lr_1e-4"]["learning_rate"]) == \
+        (1e-3, 1e-5, 1e-4)
+    # replay: round(2 * s / (1 - s)) English clips beside the 2 Hindi ones
+    assert (r["lora_8bit_replay_10"]["replay_clips"], r["lora_8bit_replay_25"]["replay_clips"]) == (0, 1)
+    assert lora8["replay_clips"] == 0 and data["settings"]["replay_shares"]["lora_8bit_replay_25"] == 0.25
+    assert all(r[m]["final_loss"] > 0 and r[m]["reused"] is False for m in bench_forgetting.METHODS)
     assert r["lora_8bit_adapter_off"]["precision"] == "8bit"
+    routed = r["lora_8bit_routed"]["routing"]
+    for language in ("hindi", "english"):
+        assert 0 <= routed[language]["right_share"] <= 1
+        assert sum(routed[language]["routes"].values()) == 2
+        assert routed[language]["detect_seconds"] > 0
+    calibration = r["lora_8bit_routed"]["calibration"]
+    assert set(calibration) == {"hindi", "english"}
+    assert all(0 <= calibration[lang]["right_share"] <= 1 for lang in calibration)
     assert path.with_suffix(".png").stat().st_size > 1000
+    assert path.with_name("forgetting_tradeoff.png").stat().st_size > 1000
     text = report.render(path.parent)
     section = text.split("### Forgetting", 1)[1].split("###", 1)[0]
     assert "Not measured yet" not in section
     assert all(f"| {name} |" in section for name in report.FORGET_ROWS.values())
     assert 'The blog\'s claim "LoRA overcomes catastrophic forgetting"' in section
+    assert "Routing by spoken language" in section and "forgetting_tradeoff.png" in section
+    # Asked again with the same settings, the cache gives the trained model back untrained.
+    again = bench_forgetting.trained_model(str(tiny), "lora_8bit", bench_forgetting.training_rows(2),
+                                           1, 2, cache)
+    assert again["reused"] is True and again["final_loss"] == lora8["final_loss"]
+    assert (again["folder"] / "adapter" / "adapter_language.json").is_file()
 
 
 def rows(base: float, lora: float, full: float, off: float | None = None) -> dict:
@@ -72,5 +93,6 @@ def test_forgetting_runs_only_on_request_with_its_sizes():
     sizes = bench_run.forgetting_sizes(bench_run.QUICK, args)
     assert args.only == ["forgetting"] and args.forgetting_model == "embedded-base"
     assert (sizes.forget_steps, sizes.forget_hindi_clips, sizes.forget_english_clips) == (1, 3, 3)
+    assert bench_run.parse_args(["--forgetting-cache", "x"]).forgetting_cache == Path("x")
     full = bench_run.forgetting_sizes(bench_run.FULL, bench_run.parse_args(["--forgetting-steps", "5"]))
     assert (full.forget_steps, full.forget_batch, full.forget_english_clips) == (5, 8, 24)

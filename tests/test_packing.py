@@ -172,6 +172,29 @@ def test_multilingual_windows_keep_language_and_task(tmp_path, clips):
     assert names[3].startswith("<|") and names[3][2].isdigit() and "<|notimestamps|>" not in names
 
 
+def test_replay_clips_get_windows_of_their_own_with_their_language_token(tmp_path, clips):
+    """Replay rows (LANGUAGE_COLUMN "english" among Hindi rows) never share a window with
+    the run's clips: every clip lands once, each window holds one language, and a replay
+    window's labels carry <|en|> where the run's say <|hi|>, stored and streamed alike."""
+    from fixtures.tiny_runs import tiny_multilingual_dir
+    from helpers.data.replay import LANGUAGE_COLUMN
+    from helpers.model.load import load_processor
+
+    ml = load_processor(str(tiny_multilingual_dir(tmp_path / "ml")), language="hindi")
+    languages = ["", "english", "", "", "english", "", "", ""]
+    rows = clips.add_column(LANGUAGE_COLUMN, languages)
+    english = {path for path, language in zip(rows["audio"], languages) if language}
+    stored = prepare_packed_features(rows, ml, timestamp_share=0.5, seed=5)
+    streamed = list(stream_features(rows, ml, seed=5, shuffle_buffer=8, timestamp_share=0.5, pack=True))
+    for windows in (list(stored), streamed):
+        assert sorted(sum((w["clips"] for w in windows), [])) == sorted(rows["audio"])
+        for window in windows:
+            replayed = {path in english for path in window["clips"]}
+            assert len(replayed) == 1, window["clips"]
+            token = ml.tokenizer.convert_ids_to_tokens(window["labels"][1])
+            assert token == ("<|en|>" if replayed == {True} else "<|hi|>")
+
+
 # ---------------------------------------------------------------- stream, collator, settings
 
 

@@ -27,14 +27,16 @@ import numpy as np
 from datasets import Array2D, Dataset, Features, List, Value
 
 from helpers.audio import SAMPLE_RATE, load_audio
+from helpers.data.replay import LANGUAGE_COLUMN, relabel_language
 
 # with timestamp_share > 0 (helpers.data.timestamps): a bool column saying which rows got timestamp
 # labels; kept so that a reader (and the tests) can see which ones did
 TIMESTAMP_COLUMN = "timestamps"
 
 
-# carried along for display, not training (each only when the dataset has it)
-KEEP_COLUMNS = ("audio", "sentence", "duration", TIMESTAMP_COLUMN)
+# carried along for display, not training (each only when the dataset has it); with replay
+# (helpers.data.replay) LANGUAGE_COLUMN names the language of each replayed row
+KEEP_COLUMNS = ("audio", "sentence", "duration", TIMESTAMP_COLUMN, LANGUAGE_COLUMN)
 
 
 def _feature_schema(dataset: Dataset, processor) -> Features:
@@ -215,6 +217,7 @@ def _features_batch(batch: dict, processor, max_label_tokens: int, parent_pid: i
     extractor = processor.feature_extractor
     arrays = [load_audio(path) for path in batch["audio"]]
     labels = _labels(processor.tokenizer, batch["sentence"], arrays, batch.get(TIMESTAMP_COLUMN))
+    labels = relabel_language(labels, batch.get(LANGUAGE_COLUMN), processor.tokenizer)  # replay rows
     _check_batch(batch["audio"], arrays, labels, extractor.n_samples, max_label_tokens)
     # One clip at a time through mel_frames: the extractor's values, without the STFT of the
     # zero padding up to 30 s, nor storing it (benchmarks/bench_dataprep.py measures both ways).

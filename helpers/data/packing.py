@@ -47,6 +47,7 @@ import numpy as np
 from datasets import Array2D, Dataset, Features, List, Value
 
 from helpers.audio import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS, audio_duration, load_audio, speech_bounds
+from helpers.data.replay import LANGUAGE_COLUMN, relabel_language
 
 PAUSE_SECONDS = (0.2, 1.0)  # pause added between two clips of a window (uniform, seeded)
 MAX_LABEL_TOKENS = 448      # the decoder's positions: a window's labels, prefix and eos included
@@ -109,31 +110,43 @@ def clip_seconds(rows: dict) -> list[float]:
 
 
 def windows_of(rows: dict, tokenizer, rng: np.random.Generator) -> dict:
-    """Plan the windows of `rows` (columns "audio", "sentence" and maybe "duration" and
-    "timestamps"), in their order. Returns window columns: "clips" (paths), "sentences",
-    "pauses" (seconds before each clip, 0 for the first), and "first_flag" (the
-    "timestamps" flag of the window's first clip, False without that column)."""
+    """Plan the windows of `rows` (columns "audio", "sentence" and maybe "duration",
+    "timestamps" and LANGUAGE_COLUMN), in their order. Clips of different languages (replay,
+    helpers.data.replay) never share a window, whose labels carry one language token: each
+    language's clips are packed in their order, and the windows ordered by their first clip.
+    Returns window columns: "clips" (paths), "sentences", "pauses" (seconds before each
+    clip, 0 for the first), "first_flag" (the "timestamps" flag of the window's first clip,
+    False without that column) and "language" (its clips' LANGUAGE_COLUMN, "" for the run's)."""
     paths, sentences = list(rows["audio"]), list(rows["sentence"])
     pauses = clip_pauses(len(paths), rng)
-    plan = plan_windows(clip_seconds(rows), clip_token_counts(tokenizer, sentences), pauses,
-                        label_overhead(tokenizer))
+    seconds, tokens = clip_seconds(rows), clip_token_counts(tokenizer, sentences)
+    languages = rows.get(LANGUAGE_COLUMN) or [""] * len(paths)
+    plan = []
+    for language in dict.fromkeys(languages):
+        members = [i for i, own in enumerate(languages) if own == language]
+        plan += [[members[j] for j in window] for window in plan_windows(
+            [seconds[i] for i in members], [tokens[i] for i in members],
+            [pauses[i] for i in members], label_overhead(tokenizer))]
+    plan.sort(key=lambda window: window[0])
     flags = rows.get("timestamps") or [False] * len(paths)
     return {"clips": [[paths[i] for i in window] for window in plan],
             "sentences": [[sentences[i] for i in window] for window in plan],
             "pauses": [[0.0] + [pauses[i] for i in window[1:]] for window in plan],
-            "first_flag": [bool(flags[window[0]]) for window in plan]}
+            "first_flag": [bool(flags[window[0]]) for window in plan],
+            "language": [languages[window[0]] for window in plan]}
 
 
 def pack_rows(rows: Dataset, tokenizer, seed: int = 42) -> Dataset:
     """The windows of the training rows ("audio" path, "sentence", "duration"): the rows
     shuffled with `seed`, then packed consecutively (plan_windows). Returns a Dataset with
-    "clips", "sentences" and "pauses" (see windows_of); every row lands in exactly one window."""
+    "clips", "sentences", "pauses" and "language" (see windows_of); every row lands in
+    exactly one window."""
     missing = [c for c in ("audio", "sentence") if c not in rows.column_names]
     if missing:
         raise ValueError(f"rows lack column(s) {missing} (have {rows.column_names}); "
                          "load them with helpers.data.corpora.load_corpus.")
     shuffled = rows.shuffle(seed=seed)
-    columns = {name: shuffled[name] for name in ("audio", "sentence", "duration")
+    columns = {name: shuffled[name] for name in ("audio", "sentence", "duration", LANGUAGE_COLUMN)
                if name in shuffled.column_names}
     windows = windows_of(columns, tokenizer, np.random.default_rng(seed))
     windows.pop("first_flag")
@@ -203,8 +216,10 @@ def window_rng(seed: int, first_clip: str) -> np.random.Generator:
 
 
 def packed_window(paths: list[str], sentences: list[str], pauses: list[float], timestamped: bool,
-                  processor, seed: int, max_label_tokens: int = MAX_LABEL_TOKENS) -> dict:
-    """Decode, join and featurize one window; returns its row of the packed schema.
+                  processor, seed: int, max_label_tokens: int = MAX_LABEL_TOKENS,
+                  language: str = "") -> dict:
+    """Decode, join and featurize one window; returns its row of the packed schema. Its
+    labels carry `language`'s token when given (a replay window), else the run's.
 
     A window of one clip whose timestamp labels would pass `max_label_tokens` gets the
     recipe's labels (timestamps False); ValueError naming the clips when even those pass.
@@ -217,6 +232,7 @@ def packed_window(paths: list[str], sentences: list[str], pauses: list[float], t
                            speech_segments(arrays, offsets) if timestamped else None)
     if timestamped and len(labels) > max_label_tokens:
         labels, timestamped = window_labels(processor.tokenizer, sentences, None), False
+    labels = relabel_language([labels], [language], processor.tokenizer)[0]
     if len(labels) > max_label_tokens:
         raise ValueError(f"clips {paths}: {len(labels)} label tokens together, more than "
                          f"{max_label_tokens}; run helpers.data.filter.filter_corpus first.")
@@ -253,9 +269,11 @@ def _windows_batch(batch: dict, processor, seed: int, max_label_tokens: int, par
 
     single_thread_if_forked(parent_pid)
     flags = batch.get("timestamps") or [False] * len(batch["clips"])
-    return _columns([packed_window(paths, sentences, pauses, flag, processor, seed, max_label_tokens)
-                     for paths, sentences, pauses, flag
-                     in zip(batch["clips"], batch["sentences"], batch["pauses"], flags)])
+    languages = batch.get("language") or [""] * len(batch["clips"])
+    return _columns([packed_window(paths, sentences, pauses, flag, processor, seed, max_label_tokens,
+                                   language)
+                     for paths, sentences, pauses, flag, language
+                     in zip(batch["clips"], batch["sentences"], batch["pauses"], flags, languages)])
 
 
 def prepare_packed_features(rows: Dataset, processor, timestamp_share: float = 0.0, seed: int = 42,
@@ -285,9 +303,11 @@ def _stream_block(batch: dict, processor, seed: int, max_label_tokens: int, pare
     single_thread_if_forked(parent_pid)
     rng = window_rng(seed, f"block:{batch['audio'][0]}")
     windows = windows_of(batch, processor.tokenizer, rng)
-    return _columns([packed_window(paths, sentences, pauses, flag, processor, seed, max_label_tokens)
-                     for paths, sentences, pauses, flag in zip(windows["clips"], windows["sentences"],
-                                                              windows["pauses"], windows["first_flag"])])
+    return _columns([packed_window(paths, sentences, pauses, flag, processor, seed, max_label_tokens,
+                                   language)
+                     for paths, sentences, pauses, flag, language
+                     in zip(windows["clips"], windows["sentences"], windows["pauses"],
+                            windows["first_flag"], windows["language"])])
 
 
 def pack_stream(stream, columns: list[str], processor, seed: int = 42):

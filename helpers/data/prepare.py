@@ -15,6 +15,7 @@ from pathlib import Path
 from helpers.config import RunConfig
 from helpers.data.corpora import load_corpus
 from helpers.data.features import prepare_features
+from helpers.data.replay import with_replay
 from helpers.data.filter import filter_corpus
 from helpers.files import remove_leftovers, staging_dir
 from helpers.run import RunDir
@@ -38,7 +39,8 @@ def clips_file(config: RunConfig, split: str) -> str:
 
 
 def prepare_run_data(config: RunConfig, run: RunDir, processor, reuse: bool = False) -> dict[str, dict]:
-    """Filter every split, save training features and the clip lists; returns the reports.
+    """Filter every split, save training features and the clip lists; returns the reports
+    (with REPLAY_SHARE > 0 also "replay": the replay split's, `helpers.data.replay`).
 
     reuse=True (SKIP_IF_DONE): when notebook 01 already finished for this run id (the same
     data settings; its marker checks out), nothing is prepared again: the saved reports are
@@ -67,6 +69,9 @@ def prepare_run_data(config: RunConfig, run: RunDir, processor, reuse: bool = Fa
     train = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     if config.max_train_clips is not None and len(train) > config.max_train_clips:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_clips))
+    train, replayed = with_replay(train, config, processor.tokenizer)
+    if replayed:
+        reports["replay"] = replayed
     if not config.streaming:  # streamed training computes features on the fly (helpers/data/streaming.py)
         features = training_features(config, train, processor)
         save_dataset_atomic(features, run.features_dir("train"))

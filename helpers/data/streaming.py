@@ -42,6 +42,7 @@ def training_rows(config: RunConfig, tokenizer) -> tuple[Dataset, dict]:
     from datasets import concatenate_datasets
 
     from helpers.data.prepare import load_filtered_split
+    from helpers.data.replay import with_replay
 
     parts, reports = [], {}
     for split in config.train_splits:
@@ -51,6 +52,9 @@ def training_rows(config: RunConfig, tokenizer) -> tuple[Dataset, dict]:
     rows = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     if config.max_train_clips is not None and len(rows) > config.max_train_clips:
         rows = rows.shuffle(seed=config.seed).select(range(config.max_train_clips))
+    rows, replayed = with_replay(rows, config, tokenizer)
+    if replayed:
+        reports["replay"] = replayed
     return rows, reports
 
 

@@ -3,10 +3,15 @@
 Usage:
     python -m helpers.evaluate [--corpus PATH] [--split test] [--model SOURCE]
                                [--adapter DIR_OR_HUB_ID] [--precision P] [--max-clips N]
-                               [--no-fallback]
+                               [--no-fallback] [--no-routing]
 
 Prints one JSON object: {"n": clips, "wer", "cer" (normalized), "raw_wer", "raw_cer",
-"loops", "insertions"}.
+"loops", "insertions", "routing"}. An adapter trained on a multilingual base for one
+language decodes only the clips the base identifies as that language, the others are
+decoded by the base in their own (`helpers.transcribe.routing`); "routing" says what
+happened: {"adapter_share", "languages": {code: clips}, "detect_seconds"}, or null when
+nothing was routed (--no-routing, no adapter, an adapter with no recorded language, an
+English-only model).
 """
 from __future__ import annotations
 
@@ -14,10 +19,10 @@ import argparse
 import json
 import sys
 
-from helpers.evaluate.scoring import load_test_clips, predict, score
+from helpers.evaluate.scoring import load_test_clips, predict_routed, routing_summary, score
 from helpers.files import EMBEDDED_CORPUS
-from helpers.model.adapters import load_for_transcription
 from helpers.quiet import quiet_libraries
+from helpers.transcribe.routing import load_routed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,17 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-fallback", action="store_true",
                         help="greedy decoding only (no temperature fallback against loops)")
+    parser.add_argument("--no-routing", action="store_true",
+                        help="apply the adapter to every clip (default: only to the clips the "
+                             "base identifies as the adapter's language)")
     args = parser.parse_args(argv)
     quiet_libraries()
     try:
-        model, processor = load_for_transcription(args.model, args.adapter, args.language,
-                                                  args.precision)
+        model, processor, router = load_routed(args.model, args.adapter, args.language,
+                                               args.precision, routing=not args.no_routing)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     clips, _ = load_test_clips(args.corpus, args.split, processor.tokenizer, args.max_clips)
-    predictions = predict(model, processor, clips, args.batch_size, fallback=not args.no_fallback)
-    print(json.dumps(score(clips, predictions)))
+    predictions, routes = predict_routed(model, processor, clips, router, args.batch_size,
+                                         fallback=not args.no_fallback)
+    routing = routing_summary(routes, router) if router.routing else None
+    print(json.dumps({**score(clips, predictions), "routing": routing}))
     return 0
 
 

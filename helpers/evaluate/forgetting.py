@@ -9,48 +9,11 @@ with the adapter on, English goes through the adapted weights too. Notebook 06 r
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import torch
-
 from helpers.files import EMBEDDED_CORPUS
-
-
-@contextmanager
-def spoken_language(model, language: str | None):
-    """Within the block, `generate` (helpers.transcribe) decodes `language` (a Whisper
-    language name, "english"; None: the model detects it); the model's own language is
-    restored afterwards. Works on a PEFT model too (same generation config object)."""
-    gen = model.generation_config
-    saved = gen.language
-    gen.language = language
-    try:
-        yield model
-    finally:
-        gen.language = saved
-
-
-def whisper_of(model):
-    """The WhisperForConditionalGeneration inside a PEFT model (LoRA layers in place), or
-    the model itself."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def detected_languages(model, processor, audios) -> list[str]:
-    """Whisper's language identification of 16 kHz arrays, no language forced: the language
-    token it gives the highest score right after <|startoftranscript|>
-    (`WhisperForConditionalGeneration.detect_language`), as codes: ["en", "hi", ...].
-    Uses the adapter if the model has one and it is enabled."""
-    from helpers.audio import SAMPLE_RATE
-
-    whisper = whisper_of(model)
-    features = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE,
-                                           return_tensors="pt").input_features
-    features = features.to(whisper.device, dtype=whisper.get_encoder().conv1.weight.dtype)
-    with torch.inference_mode():
-        ids = whisper.detect_language(input_features=features)
-    names = {token_id: token for token, token_id in whisper.generation_config.lang_to_id.items()}
-    return [names[int(token_id)].strip("<|>") for token_id in ids]
+# Whisper's language identification and the spoken-language switch live with routing
+# (helpers.transcribe.routing); the benchmarks and tests reach them here too.
+from helpers.transcribe.routing import detect_languages as detected_languages  # noqa: F401
+from helpers.transcribe.routing import spoken_language, whisper_of  # noqa: F401
 
 
 def detected_share(model, processor, clips: list[dict], code: str, batch_size: int = 8) -> float:
@@ -86,7 +49,11 @@ def english_check(config, run, n_clips: int = 8, corpus=EMBEDDED_CORPUS) -> dict
     the run's precision, batch size and decoding, writes them to english_check.jsonl in the
     run and prints one line. Returns the metrics.json keys english_base_wer,
     english_finetuned_wer, english_base_cer, english_finetuned_cer, english_clips; or None,
-    printing why, for an English-only model, an English run or n_clips 0.
+    printing why, for an English-only model, an English run or n_clips 0. With the run's
+    `routing` on and an adapter that records its language, the clips are also transcribed
+    routed (`english_routed`): the base identifies each, the adapter decodes only those
+    it hears in the adapter's language; english_routed_wer/_cer and
+    english_routed_adapter_share (clips sent to the adapter) join the keys.
     """
     from helpers.evaluate.scoring import load_test_clips, predict
     from helpers.metrics import error_rates
@@ -99,7 +66,8 @@ def english_check(config, run, n_clips: int = 8, corpus=EMBEDDED_CORPUS) -> dict
         return None
     model, processor = load_model(config.model, precision=config.precision,
                                   language=config.language, task=config.task)
-    model = attach_adapter(model, run.require("adapter", "notebook 04 (training)")).eval()
+    adapter = run.require("adapter", "notebook 04 (training)")
+    model = attach_adapter(model, adapter).eval()
     clips, _ = load_test_clips(str(corpus), "test", processor.tokenizer, n_clips)
     texts = {}
     with spoken_language(model, "english"):
@@ -108,16 +76,40 @@ def english_check(config, run, n_clips: int = 8, corpus=EMBEDDED_CORPUS) -> dict
                                     progress=False, fallback=config.decode_fallback)
         texts["finetuned"] = predict(model, processor, clips, config.eval_batch_size,
                                      progress=False, fallback=config.decode_fallback)
+    routes = english_routed(model, processor, clips, adapter, config, texts)
     references = [clip["sentence"] for clip in clips]
     run.write_jsonl("english_check.jsonl", [
-        {"path": clip["path"], "reference": ref, "base": base, "finetuned": tuned}
-        for clip, ref, base, tuned in zip(clips, references, texts["base"], texts["finetuned"])])
+        {"path": clip["path"], "reference": ref, **{name: texts[name][i] for name in texts},
+         **({"routed_language": routes[i].language, "routed_adapter": routes[i].adapter}
+            if routes else {})}
+        for i, (clip, ref) in enumerate(zip(clips, references))])
     result = {"english_clips": len(clips)}
+    if routes:
+        result["english_routed_adapter_share"] = round(sum(r.adapter for r in routes) / len(routes), 4)
     for name, predicted in texts.items():
         rates = error_rates(references, predicted)
         result.update({f"english_{name}_wer": round(rates["wer"], 4),
                        f"english_{name}_cer": round(rates["cer"], 4)})
+    routed = (f", {result['english_routed_wer']:.1%} routed by spoken language (adapter on "
+              f"{result['english_routed_adapter_share']:.0%} of the clips)" if routes else "")
     print(f"English ({len(clips)} test clips of {corpus}, language='english'): WER "
           f"{result['english_base_wer']:.1%} with the adapter off, "
-          f"{result['english_finetuned_wer']:.1%} with it on.")
+          f"{result['english_finetuned_wer']:.1%} with it on{routed}.")
     return result
+
+
+def english_routed(model, processor, clips: list[dict], adapter, config, texts: dict) -> list:
+    """Routed transcripts of the English check's clips, added to `texts` as "routed"; returns
+    their Routes, or [] (nothing added) when the run does not route (`config.routing` off,
+    or no language recorded with the adapter). A clip routed to the base in English takes
+    the adapter-off transcript already made (`texts["base"]`, the same decoding)."""
+    from helpers.evaluate.scoring import predict_routed
+    from helpers.transcribe.routing import Route, router_for
+
+    router = router_for(model, processor, adapter, routing=config.routing)
+    if not router.routing:
+        return []
+    texts["routed"], routes = predict_routed(
+        model, processor, clips, router, config.eval_batch_size, progress=False,
+        fallback=config.decode_fallback, known={Route("en", False): texts["base"]})
+    return routes

@@ -40,6 +40,43 @@ def predict(model, processor, clips: list[dict], batch_size: int = 8,
     return texts
 
 
+def predict_routed(model, processor, clips: list[dict], router, batch_size: int = 8,
+                   progress: bool = True, fallback: bool = True,
+                   known: dict | None = None) -> tuple[list[str], list]:
+    """`predict` with routing by spoken language (`helpers.transcribe.routing`): returns
+    (texts, routes), a Route (language, adapter) per clip. Raises on unreadable audio.
+
+    Every clip is identified first (`routes_of`), then the clips of each route are decoded
+    together. known: {Route: texts of every clip already decoded that way} (notebook 05's
+    adapter-on pass is Route(its language, True)): a clip routed so takes its text from
+    there instead of being decoded again.
+    """
+    from helpers.transcribe.routing import decoding_as, routes_of
+
+    known = known or {}
+    routes = routes_of(model, processor, [Path(clip["path"]) for clip in clips], router, batch_size)
+    texts = [known[route][i] if route in known else None for i, route in enumerate(routes)]
+    for route in dict.fromkeys(route for route in routes if route not in known):
+        members = [i for i, r in enumerate(routes) if r == route]
+        with decoding_as(model, route, router.english_only):
+            decoded = predict(model, processor, [clips[i] for i in members], batch_size,
+                              progress, fallback)
+        for i, text in zip(members, decoded):
+            texts[i] = text
+    return texts, routes
+
+
+def routing_summary(routes: list, router) -> dict:
+    """What routing did to a split: {"adapter_share" (clips decoded with the adapter),
+    "languages" ({code: clips decoded in it}), "detect_seconds" (language identification,
+    in all)}."""
+    languages: dict[str, int] = {}
+    for route in routes:
+        languages[route.language] = languages.get(route.language, 0) + 1
+    return {"adapter_share": round(sum(r.adapter for r in routes) / max(1, len(routes)), 4),
+            "languages": languages, "detect_seconds": round(router.detect_seconds, 2)}
+
+
 def score(clips: list[dict], predictions: list[str]) -> dict:
     """WER/CER (normalized and raw) of predictions against the clips' sentences; "loops":
     transcripts that loop or ran into their token cap (`helpers.metrics.is_loop`)."""
@@ -123,10 +160,15 @@ def compare_predictions(predictions: list[dict]) -> dict:
     is a repetition loop or ran into its token cap, `row_loops`), insertions (inserted words,
     normalized) and script_share (share of the transcripts' letters in the reference's
     script, `helpers.metrics.script_share`; None when no letter was transcribed), and n_test.
+    Rows with "routed" and "routed_adapter" (notebook 05 with ROUTING) add the same keys for
+    "routed", and routed_adapter_share (the share of clips routed to the adapter).
     """
     references = [row["reference"] for row in predictions]
     result = {"n_test": len(predictions)}
-    for model in ("base", "finetuned"):
+    routed = bool(predictions) and all("routed" in row for row in predictions)
+    if routed:
+        result["routed_adapter_share"] = sum(row["routed_adapter"] for row in predictions) / len(predictions)
+    for model in ("base", "finetuned", "routed")[:3 if routed else 2]:
         texts = [row[model] for row in predictions]
         rates = error_rates(references, texts)
         result.update({f"{model}_wer": rates["wer"], f"{model}_cer": rates["cer"],

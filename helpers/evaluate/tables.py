@@ -9,12 +9,14 @@ from helpers.metrics import error_rates, script_mix
 
 
 def comparison_table(metrics: dict):
-    """Base vs fine-tuned error rates (percent) as a pandas DataFrame."""
+    """Base vs fine-tuned error rates (percent) as a pandas DataFrame; with routing
+    (notebook 05's ROUTING) a third row, routed: the adapter only on the clips the base
+    identified as its language."""
     import pandas as pd
 
     rows = {model: {"WER": metrics[f"{model}_wer"], "CER": metrics[f"{model}_cer"],
                     "raw WER": metrics[f"raw_{model}_wer"], "raw CER": metrics[f"raw_{model}_cer"]}
-            for model in ("base", "finetuned")}
+            for model in ("base", "finetuned", "routed") if f"{model}_wer" in metrics}
     table = (pd.DataFrame(rows).T * 100).round(2)
     if all(f"{model}_script_share" in metrics for model in rows):  # percent, like the rates
         table["script share"] = [None if metrics[f"{model}_script_share"] is None
@@ -26,13 +28,38 @@ def comparison_table(metrics: dict):
     return table
 
 
+def routing_table(metrics: dict, language: str):
+    """Adapter off, adapter on and routed, side by side, on the run's test split (in
+    `language`) and on the English check, as a DataFrame of percentages; None when the run
+    was not routed (no routed_wer in metrics)."""
+    import pandas as pd
+
+    if "routed_wer" not in metrics:
+        return None
+    ways = {"adapter off (base)": "base", "adapter on": "finetuned", "routed": "routed"}
+    columns = {f"{language} WER": "{}_wer", f"{language} CER": "{}_cer",
+               "English WER": "english_{}_wer", "English CER": "english_{}_cer"}
+    rows = {label: {column: metrics.get(key.format(way)) for column, key in columns.items()}
+            for label, way in ways.items()}
+    table = (pd.DataFrame(rows).T.astype(float) * 100).round(2)
+    for column, key in ((f"{language} clips to the adapter", "routed_adapter_share"),
+                        ("English clips to the adapter", "english_routed_adapter_share")):
+        table[column] = [0.0, 100.0, _percent(metrics.get(key))]  # off: none; on: every clip
+    return table
+
+
+def _percent(share) -> float | None:
+    """0.9583 -> 95.83; None stays None."""
+    return None if share is None else round(100 * share, 2)
+
+
 def script_table(predictions: list[dict]):
     """Which scripts the references and each model's transcripts are written in: percent of
     their letters per script (`helpers.metrics.script_mix`), as a DataFrame (0 where none)."""
     import pandas as pd
 
     mixes = {key: script_mix(row[key] for row in predictions)
-             for key in ("reference", "base", "finetuned")}
+             for key in ("reference", "base", "finetuned", "routed") if key in predictions[0]}
     return (pd.DataFrame(mixes).fillna(0) * 100).round(1)
 
 

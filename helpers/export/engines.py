@@ -244,6 +244,21 @@ def check_engine_arguments(parser, args) -> None:
         parser.error(f"{' and '.join(asked)} need --engine {FASTER_WHISPER}")
 
 
+def print_routing_note(model, adapter: str | None, routing: bool) -> None:
+    """On stderr, when our own path would route this adapter by spoken language (a
+    multilingual base, an adapter that records its language: helpers.transcribe.routing)
+    and `routing` was not turned off: the engine runs the merged model on every clip."""
+    from helpers.model.adapters import adapter_languages, resolve_adapter
+
+    if not (routing and adapter and model.model.is_multilingual):
+        return
+    languages = adapter_languages(resolve_adapter(adapter))
+    if languages:
+        print(f"note: faster-whisper runs the adapter merged into the base on every clip; it "
+              f"does not route by spoken language as our own path does (the adapter is for "
+              f"{', '.join(languages)}; --no-routing silences this note)", file=sys.stderr)
+
+
 def run_engine(args, files: list[Path], errors: list[str]) -> int:
     """`python -m helpers.transcribe --engine faster-whisper`: print one JSON line per file,
     errors on stderr; returns the exit status (2 when the model cannot be made or loaded)."""
@@ -257,6 +272,7 @@ def run_engine(args, files: list[Path], errors: list[str]) -> int:
     except (RuntimeError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    print_routing_note(model, args.adapter, not getattr(args, "no_routing", False))
     options = EngineOptions(vad=args.vad, word_timestamps=args.word_timestamps,
                             timestamps=args.timestamps, batch_size=args.batch_size,
                             language=args.language, fallback=not args.no_fallback)

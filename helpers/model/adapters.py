@@ -14,6 +14,9 @@ from helpers.files import staging_dir
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+# The language(s) an adapter was trained on, so that it is used only on speech in them
+# (helpers.transcribe.routing): {"language": "hindi", "replay_languages": ["english"]}.
+ADAPTER_LANGUAGE = "adapter_language.json"
 PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
 
 
@@ -83,11 +86,14 @@ def parameter_counts(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def save_adapter(model, out_dir: str | Path, base_source: str) -> int:
+def save_adapter(model, out_dir: str | Path, base_source: str, language: str | None = None,
+                 replay_languages: list[str] | None = None) -> int:
     """Save only the adapter (safetensors) to out_dir, atomically; returns its weight bytes.
 
     `base_source` (e.g. "embedded" or "openai/whisper-large-v2") is written into the
-    adapter config so the adapter can find its base model again.
+    adapter config so the adapter can find its base model again. `language`: the Whisper
+    language it was trained on ("hindi"; None: not recorded, e.g. an English-only base),
+    with `replay_languages` (REPLAY_SHARE's corpus, "english"), written to ADAPTER_LANGUAGE.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +101,46 @@ def save_adapter(model, out_dir: str | Path, base_source: str) -> int:
         config.base_model_name_or_path = base_source
     with staging_dir(out_dir) as staging:  # a failed save leaves the old adapter only
         model.save_pretrained(staging, safe_serialization=True, save_embedding_layers=False)
+        if language:
+            (Path(staging) / ADAPTER_LANGUAGE).write_text(json.dumps(
+                {"language": language, "replay_languages": list(replay_languages or [])}))
     return (out_dir / ADAPTER_WEIGHTS).stat().st_size
+
+
+def adapter_languages(adapter_dir: str | Path) -> list[str]:
+    """The Whisper languages an adapter was trained on, its own first: ["hindi"], or
+    ["hindi", "english"] with replay; [] when none is recorded.
+
+    Read from ADAPTER_LANGUAGE; for an adapter saved before that file existed, from the
+    `language:` of its model card (README.md, as published to the Hub) or from the run's
+    config.json beside the folder (runs/<RUN_NAME>/adapter).
+    """
+    from helpers.model.load import canonical_language
+
+    adapter_dir = Path(adapter_dir)
+    recorded = adapter_dir / ADAPTER_LANGUAGE
+    if recorded.is_file():
+        data = json.loads(recorded.read_text())
+        names = [data.get("language"), *data.get("replay_languages", [])]
+    else:
+        names = _card_languages(adapter_dir / "README.md") or [_run_language(adapter_dir)]
+    return list(dict.fromkeys(canonical_language(name) for name in names if name))
+
+
+def _card_languages(card: Path) -> list[str]:
+    """The `language:` of a model card's front matter (a code or a list of codes), or []."""
+    if not card.is_file():
+        return []
+    from huggingface_hub import ModelCard
+
+    language = ModelCard.load(card).data.language
+    return [language] if isinstance(language, str) else list(language or [])
+
+
+def _run_language(adapter_dir: Path) -> str | None:
+    """The language in the config.json of the run an adapter folder sits in, or None."""
+    config = adapter_dir.resolve().parent / "config.json"
+    return json.loads(config.read_text()).get("language") if config.is_file() else None
 
 
 def read_adapter_config(adapter_dir: str | Path) -> dict:
@@ -157,7 +202,7 @@ def trainable_dtype_summary(model) -> dict[str, int]:
 
 # All a PEFT adapter on the Hub needs: its config, its weights and its card. Nothing else is
 # downloaded, so a repo that also holds pickled weights (adapter_model.bin) never sends them.
-HUB_ADAPTER_PATTERNS = [ADAPTER_CONFIG, "*.safetensors", "README.md"]
+HUB_ADAPTER_PATTERNS = [ADAPTER_CONFIG, "*.safetensors", "README.md", ADAPTER_LANGUAGE]
 
 
 def split_hub_id(adapter: str | Path) -> tuple[str, str | None] | None:

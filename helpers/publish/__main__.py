@@ -7,8 +7,9 @@ Usage:
 
 DIR is an adapter folder, normally `runs/<RUN_NAME>/adapter`: the card is made from the run
 around it (`config.json`, `metrics.json`, `corpus_report.json`) and from the adapter itself.
-What is pushed: `adapter_config.json`, `adapter_model.safetensors` and the card as
-`README.md`, nothing else (an adapter without safetensors weights is refused). The token is
+What is pushed: `adapter_config.json`, `adapter_model.safetensors`, the card as
+`README.md` and `adapter_language.json` (the language it was trained on, which routing
+reads) when the adapter has one, nothing else (an adapter without safetensors weights is refused). The token is
 $HF_TOKEN, else Colab's secret HF_TOKEN, else the token `hf auth login` saved; it needs write
 access, and it is never printed or written to a file. Loading the result by name:
 `python -m helpers.transcribe --adapter USER/NAME CLIP` (see helpers.model.adapters.resolve_adapter).
@@ -23,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers.model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, split_hub_id
+from helpers.model.adapters import ADAPTER_CONFIG, ADAPTER_LANGUAGE, ADAPTER_WEIGHTS, split_hub_id
 from helpers.publish.card import (
     DEFAULT_LICENSE,
     PROJECT,
@@ -33,7 +34,7 @@ from helpers.publish.card import (
 )
 
 TOKEN_ENV = "HF_TOKEN"
-PUSHED_FILES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md"]  # all that goes to the Hub
+PUSHED_FILES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md", ADAPTER_LANGUAGE]  # all that goes to the Hub
 
 
 # ------------------------------------------------------------------ pushing
@@ -58,13 +59,15 @@ def hub_token() -> str:
 
 
 def stage_folder(adapter_dir: str | Path, card, folder: str | Path) -> Path:
-    """Copy the adapter's config and safetensors weights into `folder` and write the card as
+    """Copy the adapter's config, safetensors weights and recorded language into `folder` and write the card as
     README.md there (PEFT's placeholder README is not copied); returns `folder`.
 
     A base model recorded as a local folder is written as its name only (shareable_base)."""
     adapter_dir, folder = Path(adapter_dir), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy2(adapter_dir / ADAPTER_WEIGHTS, folder / ADAPTER_WEIGHTS)
+    if (adapter_dir / ADAPTER_LANGUAGE).is_file():  # what routing reads (helpers.transcribe.routing)
+        shutil.copy2(adapter_dir / ADAPTER_LANGUAGE, folder / ADAPTER_LANGUAGE)
     config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
     base = config.get("base_model_name_or_path")
     if base and shareable_base(base) != base:

@@ -11,7 +11,7 @@ import math
 import shlex
 from pathlib import Path
 
-from helpers.model.adapters import ADAPTER_WEIGHTS, read_adapter_config, split_hub_id
+from helpers.model.adapters import ADAPTER_WEIGHTS, adapter_languages, read_adapter_config, split_hub_id
 
 # The license OpenAI's Whisper checkpoints carry on the Hub (openai/whisper-*); --license changes it.
 DEFAULT_LICENSE = "apache-2.0"
@@ -41,8 +41,8 @@ LORA_PARAMETERS = {"r": "LORA_R", "alpha": "LORA_ALPHA", "dropout": "LORA_DROPOU
 def read_run(adapter_dir: str | Path) -> dict:
     """Everything the card says, read from an adapter folder and the run around it.
 
-    Returns {"adapter_dir", "adapter": adapter_config.json, "run_name", "config" (config.json
-    or None), "metrics" (metrics.json or {}), "corpus_report" (or None), "train_clips" (clips
+    Returns {"adapter_dir", "adapter": adapter_config.json, "languages" (what it was
+    trained on, `adapter_languages`), "run_name", "config" (config.json or None), "metrics" (metrics.json or {}), "corpus_report" (or None), "train_clips" (clips
     trained on, from train_durations.json, or None), "weights_bytes",
     "test" (the test figures, or None), "test_note" (why there are none)}. Raises like
     read_adapter_config for a folder that is not a safetensors adapter.
@@ -53,6 +53,7 @@ def read_run(adapter_dir: str | Path) -> dict:
     config = _read_json(run_dir / "config.json")
     metrics = _read_json(run_dir / "metrics.json") or {}
     info = {"adapter_dir": adapter_dir, "adapter": adapter, "config": config, "metrics": metrics,
+            "languages": adapter_languages(adapter_dir),
             "run_name": run_dir.name if config else None,
             "corpus_report": _read_json(run_dir / "corpus_report.json"),
             "train_clips": _count_of(_read_json(run_dir / "train_durations.json")),
@@ -127,19 +128,34 @@ def base_model_text(source: str) -> str:
     return f"a local model folder `{Path(source).name}` (not on the Hub)"
 
 
-def language_code(info: dict) -> str | None:
-    """ISO 639-1 code of the spoken language: the run's language, or "en" for an English-only
-    base (tiny.en, *.en); None when a multilingual model was left to detect it."""
+def language_code(info: dict) -> str | list[str] | None:
+    """ISO 639-1 code of the spoken language: the language recorded with the adapter
+    (adapter_language.json; a list when it was also trained on replay's), else the run's
+    language, or "en" for an English-only base (tiny.en, *.en); None when a multilingual
+    model was left to detect it."""
     from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
     from helpers.model.load import canonical_language
 
+    codes = [TO_LANGUAGE_CODE[name] for name in info.get("languages") or []]
+    if codes:
+        return codes[0] if len(codes) == 1 else codes
     language = canonical_language((info["config"] or {}).get("language"))
     if language:
         return TO_LANGUAGE_CODE[language]
+    return "en" if english_only_base(info) else None
+
+
+def english_only_base(info: dict) -> bool:
+    """True when the base model is English-only (tiny.en, *.en)."""
     source = base_model(info)
-    english_only = source == "embedded" or (base_model_hub_id(source) or source).endswith(".en")
-    return "en" if english_only else None
+    return source == "embedded" or (base_model_hub_id(source) or source).endswith(".en")
+
+
+def routes(info: dict) -> bool:
+    """True when loading the adapter with this project routes by spoken language: a
+    multilingual base and a language recorded with the adapter (helpers.transcribe.routing)."""
+    return bool(info.get("languages")) and not english_only_base(info)
 
 
 def corpus_info(config: dict) -> dict:
@@ -397,7 +413,7 @@ def _usage(info: dict, repo_id: str) -> str:
     config = info["config"] or {}
     language, source = config.get("language"), base_model(info)
     hub_id = base_model_hub_id(source)
-    flag = (f" --language {language}" if language else "") + \
+    flag = (f" --language {language}" if language and not routes(info) else "") + \
         ("" if hub_id else " --model path/to/the/base/model")
     base = f'"{hub_id}"' if hub_id else '"path/to/the/base/model"  # the local base it was trained on'
     generate = f', language="{language}", task="{config.get("task", "transcribe")}"' if language else ""
@@ -411,6 +427,7 @@ from the source its config names (`{shareable_base(source)}`{"" if hub_id else "
 python -m helpers.transcribe --adapter {repo_id}{flag} clip.mp3
 python -m helpers.evaluate --adapter {repo_id}{flag} --corpus path/to/corpus --split test
 ```
+{_routing_note(info)}
 
 With PEFT and transformers:
 
@@ -458,7 +475,14 @@ print(" ".join(segment.text.strip() for segment in segments))
 ```
 
 whisper.cpp loads the file (`whisper-cli -m tuned.bin -f clip.wav`), or from Python with
-pywhispercpp: `Model("tuned.bin").transcribe("clip.wav")`. {_padding_note(config)}"""
+pywhispercpp: `Model("tuned.bin").transcribe("clip.wav")`. {_padding_note(config)}{_engine_routing(info)}"""
+
+
+def _engine_routing(info: dict) -> str:
+    """For an adapter that routes: the engines do not (they run the merged model)."""
+    return (" The engines run the merged model on every clip: they do not route by spoken "
+            "language as this project does, so speech in other languages gets the adapter too."
+            if routes(info) else "")
 
 
 def _padding_note(config: dict) -> str:
@@ -472,6 +496,17 @@ def _padding_note(config: dict) -> str:
             "silence audio" if share >= 1 else "with silence audio, as transformers and "
             "whisper.cpp pad; faster-whisper pads its log-mel with zeros")
     return f"Training padded every clip to 30 s {kind}, so the engines may score differently."
+def _routing_note(info: dict) -> str:
+    """A paragraph on routing by spoken language, for an adapter that routes; else ""."""
+    if not routes(info):
+        return ""
+    names = " and ".join(name.title() for name in info["languages"])
+    return (f"\nThe adapter was trained on {names} (`language` above, and "
+            "`adapter_language.json` beside the weights). Loaded by this project, it is used "
+            "only where it was trained: the base model, adapter off, identifies the language of "
+            "each clip (each 30 s window of a long recording), clips in the adapter's language "
+            "are decoded with the adapter, the others by the base in their own language, which "
+            "the adapter would make worse. `--no-routing` applies it to everything.\n")
 
 
 def reproduce_command(config: dict, run_name: str = "demo") -> str:

@@ -298,9 +298,10 @@ class WerCallback(TrainerCallback):
 
     def __init__(self, processor, clips: list[dict], eval_steps: int, batch_size: int = 8,
                  best_dir: str | Path | None = None, base_source: str = "embedded",
-                 max_new_tokens: int | None = None, fallback: bool = True):
+                 max_new_tokens: int | None = None, fallback: bool = True, record: dict | None = None):
         self.processor, self.clips, self.eval_steps = processor, clips, eval_steps
-        self.batch_size, self.base_source = batch_size, base_source
+        self.batch_size = batch_size
+        self.record = record or {"base_source": base_source}  # save_adapter's keywords
         self.max_new_tokens, self.fallback = max_new_tokens, fallback
         self.best_dir = Path(best_dir) if best_dir else None
         self.best, self.pending = math.inf, None
@@ -322,7 +323,7 @@ class WerCallback(TrainerCallback):
             from helpers.model.adapters import save_adapter
 
             self.best = self.pending["eval_wer"]
-            save_adapter(model, self.best_dir, base_source=self.base_source)
+            save_adapter(model, self.best_dir, **self.record)
             self.pending["best_adapter_saved"] = True
         print(f"step {state.global_step}: WER {self.pending['eval_wer']:.2%} on "
               f"{self.pending['eval_clips']} clips by generate ({self.pending['eval_seconds']} s)",
@@ -448,7 +449,7 @@ def build_trainer(model, processor, train_dataset, config: RunConfig, run: RunDi
     if measures_wer(config) and clips:
         best = run.path / BEST_ADAPTER if config.keep_best_adapter else None
         extra.append(WerCallback(processor, clips, config.eval_steps, config.eval_batch_size,
-                                 best, base_source=config.model,
+                                 best, record=config.adapter_record(),
                                  fallback=config.decode_fallback))
     trainer = SpeechTrainer(
         model=model,
@@ -557,7 +558,7 @@ def finish_training(trainer: Seq2SeqTrainer, config: RunConfig, run: RunDir, sum
         return summary
     history = loss_history(trainer)
     run.write_json("train_log.json", history)
-    adapter_bytes = save_adapter(trainer.model, run.adapter_dir, base_source=config.model)
+    adapter_bytes = save_adapter(trainer.model, run.adapter_dir, **config.adapter_record())
     trainable, total = parameter_counts(trainer.model)
     return run.update_metrics(**summary, **best_wer(history), adapter_bytes=adapter_bytes,
                               trainable_params=trainable, total_params=total)

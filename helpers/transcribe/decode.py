@@ -210,17 +210,24 @@ def transcribe_paths(model, processor, paths: list[Path], batch_size: int = 8,
     for start in tqdm(range(0, len(paths), batch_size), desc="transcribing",
                       disable=not progress, unit="batch"):
         batch = paths[start:start + batch_size]
-        audios, readable, failed = [], [], {}
-        for path in batch:
-            try:
-                audios.append(_load_window(path))
-                readable.append(path)
-            except AudioError as error:
-                failed[path] = str(error)
+        audios, readable, failed = read_batch(batch)
         texts = dict(zip(readable, transcribe_arrays(model, processor, audios,
                                                      fallback=fallback))) if audios else {}
         for path in batch:
             yield path, texts.get(path), failed.get(path)
+
+
+def read_batch(paths: list[Path]) -> tuple[list[np.ndarray], list[Path], dict[Path, str]]:
+    """Load clips of up to 30 s: (16 kHz arrays, the paths they came from, {path: error}
+    for each path that could not be read or is too long)."""
+    audios, readable, failed = [], [], {}
+    for path in paths:
+        try:
+            audios.append(_load_window(path))
+            readable.append(path)
+        except AudioError as error:
+            failed[path] = str(error)
+    return audios, readable, failed
 
 
 def _load_window(path: Path) -> np.ndarray:

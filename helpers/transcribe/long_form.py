@@ -116,23 +116,27 @@ MIN_EMPTY_STEP_SECONDS = 1.0  # a window without text moves at least this far, o
 
 
 def _window_segments(model, processor, audio: np.ndarray, fallback: bool,
-                     max_new_tokens: int | None) -> tuple[list[dict], float, bool]:
+                     max_new_tokens: int | None, router=None) -> tuple[list[dict], float, bool, dict]:
     """Decode one window (<= 30 s of 16 kHz audio) with timestamps, at most max_new_tokens
-    new tokens (None: the window's `token_cap`).
+    new tokens (None: the window's `token_cap`); with a `router` (helpers.transcribe.routing)
+    in the language and with the adapter it routes the window to.
 
-    Returns what `read_window_segments` makes of the decoded segments.
+    Returns what `read_window_segments` makes of the decoded segments, and the route as
+    {"language", "adapter"} ({} without a router).
     """
     from helpers.transcribe.decode import generate_ids
+    from helpers.transcribe.routing import routed_window
 
-    output = generate_ids(model, processor, [audio], max_new_tokens, fallback,
-                          return_timestamps=True, return_segments=True,
-                          force_unique_generate_call=True)
-    return read_window_segments(
+    with routed_window(model, processor, audio, router, max_new_tokens) as route:
+        output = generate_ids(model, processor, [audio], max_new_tokens, fallback,
+                              return_timestamps=True, return_segments=True,
+                              force_unique_generate_call=True)
+    return *read_window_segments(
         [(segment["tokens"].tolist(), float(segment["start"]), float(segment["end"]))
          for segment in output["segments"][0]],
         timestamp_begin=model.generation_config.no_timestamps_token_id + 1,
         seconds=len(audio) / SAMPLE_RATE,
-        decode=lambda tokens: processor.tokenizer.decode(tokens, skip_special_tokens=True))
+        decode=lambda tokens: processor.tokenizer.decode(tokens, skip_special_tokens=True)), route
 
 
 def read_window_segments(decoded: list[tuple[list[int], float, float]], timestamp_begin: int,
@@ -172,16 +176,20 @@ def read_window_segments(decoded: list[tuple[list[int], float, float]], timestam
 
 def transcribe_long(model, processor, path, *, fallback: bool = True,
                     max_new_tokens: int | None = None,
-                    progress: Callable[[float], None] | None = None) -> dict:
+                    progress: Callable[[float], None] | None = None, router=None) -> dict:
     """Transcribe an audio file of any length with Whisper's sequential long-form decoding.
 
     Streams the file in 30 s windows (`WindowReader`; memory flat in the file's length),
     decodes each with timestamps and the project's fallback rules, and moves on by
     the model's timestamps (see the module docstring and `_window_segments`).
     progress: called with the seconds of audio each window moved on.
+    router: a `helpers.transcribe.routing.Router`: each window is identified and decoded as
+    it routes it (None: as the model stands).
     Returns {"path", "text" (segment texts joined by spaces), "segments": [{"start", "end",
     "text"}] (seconds in the file, 0.02 s steps), "windows": [{"start", "end",
-    "timestamped"}] (each decoded window; timestamped: the model closed a segment there)}.
+    "timestamped"}] (each decoded window; timestamped: the model closed a segment there)};
+    with a router, each segment and window also has "language" and "adapter", and so has
+    the result: those of the windows that hold most of the audio.
     Raises AudioError naming the file when it cannot be read.
     """
     reader = WindowReader(path)
@@ -191,18 +199,23 @@ def transcribe_long(model, processor, path, *, fallback: bool = True,
             audio = reader.window(start)
             if audio.size == 0:
                 break
-            found, advance, timestamped = _window_segments(model, processor, audio, fallback,
-                                                           max_new_tokens)
+            found, advance, timestamped, route = _window_segments(model, processor, audio,
+                                                                  fallback, max_new_tokens, router)
             offset = start / SAMPLE_RATE
             segments += [{"start": round(offset + s["start"], 2), "end": round(offset + s["end"], 2),
-                          "text": s["text"]} for s in found]
+                          "text": s["text"], **route} for s in found]
             windows.append({"start": round(offset, 2), "end": round(offset + audio.size / SAMPLE_RATE, 2),
-                            "timestamped": timestamped})
+                            "timestamped": timestamped, **route})
             step = max(1, int(round(advance * SAMPLE_RATE)))
             if progress is not None:
                 progress(step / SAMPLE_RATE)
             start += step
     finally:
         reader.close()
-    return {"path": str(path), "text": " ".join(s["text"] for s in segments),
-            "segments": segments, "windows": windows}
+    result = {"path": str(path), "text": " ".join(s["text"] for s in segments),
+              "segments": segments, "windows": windows}
+    if router is not None:
+        from helpers.transcribe.routing import main_route
+
+        result.update(main_route(windows))
+    return result

@@ -33,6 +33,7 @@ MAX_TEST_CLIPS = None      # cap the test clips (None: all)
 SEED = None                # seeds LoRA's initialization and the order of the training data (None: the preset's, 42)
 PACK = None                # True: join consecutive training clips into samples of up to 30 s, since Whisper reads 30 s whatever the clip's length (several times the clips per second); False: one clip a sample, as in the recipe (None: the preset's)
 TIMESTAMP_SHARE = None     # share of training samples labelled with timestamps, so the model keeps predicting them for long audio: with PACK, of the 30 s windows (each clip a segment), else of the clips (None: the preset's)
+REPLAY_SHARE = None        # multilingual models: share of the training samples taken from another language (embedded-hindi: data/cv-mini/en; blog presets: FLEURS en_us), labelled with its own language token, so one model keeps both (None: 0.0, the recipe)
 SKIP_IF_DONE = False       # True: when this run already holds this notebook's outputs for the same settings, prepare nothing again (set False after editing a local corpus)
 
 # %% [markdown]
@@ -51,7 +52,7 @@ from helpers.config import start_run
 run, config = start_run(RUN_NAME, PRESET, RUNS_ROOT, model=MODEL, language=LANGUAGE, corpus=CORPUS,
                         corpus_config=CORPUS_CONFIG, text_column=TEXT_COLUMN,
                         max_train_clips=MAX_TRAIN_CLIPS, max_test_clips=MAX_TEST_CLIPS, seed=SEED,
-                        timestamp_share=TIMESTAMP_SHARE, pack=PACK)
+                        timestamp_share=TIMESTAMP_SHARE, pack=PACK, replay_share=REPLAY_SHARE)
 print(run)
 config
 
@@ -100,6 +101,13 @@ print(processor.tokenizer.convert_ids_to_tokens(with_times))
 # check a clip again. The longest kept label is printed in tokens: nothing decodes a
 # transcript shorter than that (a clip may take 25 tokens per second of its audio, up to
 # the decoder's limit; the recipe's 128 would cut Hindi sentences of 25 words).
+#
+# With `REPLAY_SHARE` above 0, clips of another language (the preset's `replay_corpus`)
+# are added until they make up that share of the training set, labelled with their own
+# language token (`<|en|>` where the run's say `<|hi|>`; `helpers/data/replay.py`): the
+# adapter then learns the new language without unlearning that one, for a single model
+# (merged, exported) that serves both. Without it, routing (notebooks 05 and 06) keeps the
+# adapter off the other languages instead; the forgetting benchmark compares the two.
 #
 # Whisper reads 3000 frames (30 s) per clip, but every frame after a clip's end holds the
 # same padding value, so only the frames that see audio are computed and stored, with that

@@ -18,6 +18,7 @@ MAX_TEST_CLIPS = None      # transcribe only the first N of notebook 01's test c
 DECODE_FALLBACK = None     # False: greedy decoding only, without Whisper's loop guard (None: the run's, True)
 LONG_FORM_SECONDS = 60     # length of the long recording made from test clips and transcribed at the end (0: skip)
 ADAPTER = None             # None: the run's adapter/ (notebook 04); or another one: a folder, or a Hub id "USER/NAME" ("USER/NAME@REVISION")
+ROUTING = None             # None: the run's (True); True: also transcribe routed by spoken language (multilingual base, adapter for one language); False: adapter on every clip only
 OPEN_APP = False           # True: open the web page (base vs fine-tuned on your own recording) in the last cell
 APP_SHARE = False          # True: also a public gradio.live link to the page (anyone with the link can use it)
 
@@ -25,7 +26,7 @@ APP_SHARE = False          # True: also a public gradio.live link to the page (a
 from helpers.config import stage_config
 
 run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="05", eval_batch_size=EVAL_BATCH_SIZE,
-                           decode_fallback=DECODE_FALLBACK)
+                           decode_fallback=DECODE_FALLBACK, routing=ROUTING)
 kept = run.read_jsonl("test_clips.jsonl", "notebook 01")
 clips = kept[:MAX_TEST_CLIPS]
 print(f"{len(clips)} of the {len(kept)} test clips notebook 01 kept")
@@ -70,6 +71,33 @@ with model.disable_adapter():
 finetuned_texts = predict(model, processor, clips, batch_size=config.eval_batch_size,
                           fallback=config.decode_fallback)
 predictions = prediction_rows(clips, base_texts, finetuned_texts)
+
+# %% [markdown]
+# ## Routed by spoken language
+# An adapter trained for one language makes a multilingual Whisper worse at the others
+# (notebook 06 checks English). Routing uses it only where it was trained: the base, adapter
+# off, identifies the language of each clip; clips it hears as the adapter's language (for
+# Hindi also Urdu, which the base often hears in Hindi speech) are decoded with the adapter
+# in that language, the others by the base in their own. The routed transcripts go beside
+# the others ("routed"), with the language each clip was decoded in; a clip routed to the
+# adapter in the run's language takes the adapter-on transcript above (the same decoding),
+# so only the language identification and the clips sent elsewhere cost time. English-only
+# models, and `ROUTING = False`, skip this.
+
+# %%
+from helpers.evaluate.scoring import predict_routed
+from helpers.transcribe.routing import Route, code_of, router_for, routing_line
+
+router = router_for(model, processor, adapter, routing=config.routing)
+if router.routing:
+    print(routing_line(router))
+    routed_texts, routes = predict_routed(
+        model, processor, clips, router, config.eval_batch_size, fallback=config.decode_fallback,
+        known={Route(code_of(config.language), True): finetuned_texts})
+    for row, text, route in zip(predictions, routed_texts, routes):
+        row.update(routed=text, routed_language=route.language, routed_adapter=route.adapter)
+    print(f"{sum(r.adapter for r in routes)} of {len(routes)} test clips routed to the adapter; "
+          f"language identification took {router.detect_seconds:.1f} s")
 run.write_jsonl("predictions.jsonl", predictions);
 
 # %% [markdown]
@@ -123,7 +151,8 @@ if LONG_FORM_SECONDS:
 if OPEN_APP:
     from helpers.app import open_page
 
-    open_page(model, processor, f"{config.model} + adapter of run {run.name}", share=APP_SHARE)
+    open_page(model, processor, f"{config.model} + adapter of run {run.name}", share=APP_SHARE,
+              router=router)
 
 # %% [markdown]
 # ## Done: the completion marker

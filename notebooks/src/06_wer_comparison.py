@@ -12,12 +12,13 @@ RUNS_ROOT = None           # None: Google Drive on Colab (how the notebooks' run
 PRESET = None              # None: the run's own preset (notebook 01's); a name here must match it
 WORST_N = 8                # how many of the worst utterances to list
 ENGLISH_CLIPS = 8          # multilingual models: English test clips transcribed with the adapter on and off (0: skip)
+ROUTING = None             # None: the run's (notebook 05's); True: the English clips also routed by spoken language; False: adapter on and off only
 LONG_FORM_BASE = True      # also transcribe notebook 05's long recording with the base model, for comparison (False: score the fine-tuned transcript only)
 
 # %%
 from helpers.config import stage_config
 
-run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="06")  # the predictions must be 05's, with 04's latest adapter
+run, config = stage_config(RUN_NAME, RUNS_ROOT, PRESET, stage="06", routing=ROUTING)  # the predictions must be 05's, with 04's latest adapter
 predictions = run.read_jsonl("predictions.jsonl", "notebook 05 (inference)")
 
 # %% [markdown]
@@ -94,7 +95,9 @@ worst_utterances(predictions, WORST_N)
 # Fine-tuning a multilingual model on one language can cost it others ("catastrophic
 # forgetting"). For a multilingual model, a few English test clips of the embedded corpus
 # are transcribed with `language="english"`, adapter off (the base, untouched by LoRA) and
-# on; the transcripts go to `english_check.jsonl`. An English-only model skips this.
+# on, and, with routing, routed by spoken language (the base identifies each clip; only
+# those it hears as the adapter's language get the adapter); the transcripts go to
+# `english_check.jsonl`. An English-only model skips this.
 
 # %%
 from helpers.evaluate.forgetting import english_check
@@ -102,6 +105,20 @@ from helpers.evaluate.forgetting import english_check
 english = english_check(config, run, ENGLISH_CLIPS)
 if english:
     metrics = run.update_metrics(**english)
+
+# %% [markdown]
+# ## Routed, beside adapter on and off
+# With routing (notebook 05's `ROUTING`, on by default for an adapter trained on a
+# multilingual base for one language) the same model is scored three ways: the base (adapter
+# off everywhere), the adapter on everywhere, and routed. Routing should keep the adapter's
+# score on the run's language and the base's on English; the last two columns say how many
+# clips of each went to the adapter (every one of the run's language should, no English
+# one). No table without routing.
+
+# %%
+from helpers.evaluate.tables import routing_table
+
+routing_table(metrics, (config.language or "test").title())
 
 # %% [markdown]
 # ## Long recordings
