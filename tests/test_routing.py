@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 from fixtures.data_files import cv_mini_test_rows
-from fixtures.tiny_runs import tiny_multilingual_dir
+from fixtures.tiny_runs import seeded_hindi_adapter, tiny_multilingual_dir
 
 from helpers.audio import load_audio
 from helpers.files import EMBEDDED_CORPUS
-from helpers.model.adapters import (ADAPTER_LANGUAGE, LoraSettings, adapter_languages, add_lora,
-                                    attach_adapter, save_adapter)
+from helpers.model.adapters import ADAPTER_LANGUAGE, adapter_languages, attach_adapter
 from helpers.model.load import load_model
 from helpers.transcribe import routing
 from helpers.transcribe.decode import transcribe_arrays
@@ -34,17 +33,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def adapter_dir(tiny, tmp_path_factory):
     """A seeded LoRA adapter for `tiny` that changes its output, recorded as Hindi."""
-    model, _ = load_model(str(tiny), language="hindi", device="cpu")
-    torch.manual_seed(0)
-    model = add_lora(model, LoraSettings(r=4, alpha=4, dropout=0.0), gradient_checkpointing=False)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("adapter") / "adapter"
-    save_adapter(model, out, str(tiny), language="hindi")
-    return out
+    return seeded_hindi_adapter(str(tiny), tmp_path_factory.mktemp("adapter") / "adapter", 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +149,7 @@ def test_a_long_recording_is_routed_window_by_window(tiny, tmp_path):
 def test_transcript_logprobs_equal_one_forward_pass_per_prefix(loaded, audios):
     from fixtures.tolerances import LOGPROB_ATOL
 
+    from helpers.data.features import inference_features
     from helpers.transcribe.decode import generate_ids
 
     model, processor = loaded
@@ -171,8 +161,7 @@ def test_transcript_logprobs_equal_one_forward_pass_per_prefix(loaded, audios):
         scores = routing.transcript_logprobs(model, processor, audios[:2], ids, "en")
         for audio, row, (score, language) in zip(audios[:2], ids, scores):
             tokens = row.tolist()[:TOKENS] + [tokenizer.eos_token_id]  # no end within the cap
-            features = processor.feature_extractor([audio], sampling_rate=16_000,
-                                                   return_tensors="pt").input_features
+            features = torch.from_numpy(inference_features([audio], processor.feature_extractor))
             steps = []
             with torch.no_grad():
                 for k, token in enumerate([prompt[1], *tokens]):

@@ -26,20 +26,9 @@ B_STD = 0.02  # the seeded adapter changes the output a little and keeps it text
 @pytest.fixture(scope="module")
 def hindi_adapter(tmp_path_factory):
     """A seeded LoRA adapter (r=4) on embedded-base, recorded as trained on Hindi."""
-    from helpers.model.adapters import LoraSettings, add_lora, save_adapter
-    from helpers.model.load import load_model
+    from fixtures.tiny_runs import seeded_hindi_adapter
 
-    model, _ = load_model("embedded-base", precision="fp32", language="hindi", device="cpu")
-    torch.manual_seed(0)
-    model = add_lora(model, LoraSettings(r=4, alpha=4, dropout=0.0), gradient_checkpointing=False)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0.0, B_STD)
-    out = tmp_path_factory.mktemp("hindi") / "adapter"
-    save_adapter(model, out, "embedded-base", language="hindi")
-    return out
+    return seeded_hindi_adapter("embedded-base", tmp_path_factory.mktemp("hindi") / "adapter", B_STD)
 
 
 def test_a_mixed_folder_is_decoded_clip_by_clip_in_its_own_language(hindi_adapter, tmp_path):

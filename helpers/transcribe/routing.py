@@ -412,21 +412,35 @@ def whisper_of(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def detect_languages(model, processor, audios: list[np.ndarray]) -> list[str]:
+# Stage one pads each clip with silence audio (the transformers extractor's way), not with
+# zeros in log-mel as decoding does: on cv-mini's dev clips the 8-bit base identified 5 of
+# 40 Hindi clips as Hindi and 60 of 60 English as English padded with silence, 3 and 59
+# padded with zeros (`python scripts/language_id_padding.py`, AMD EPYC, 2 cores, docs/routing.md).
+IDENTIFICATION_PADDING = "silence"
+
+
+def decoding_features(processor, audios: list[np.ndarray], padding: str | None = None) -> torch.Tensor:
+    """(batch, n_mels, 3000) features of 16 kHz arrays as decoding reads them
+    (helpers.data.features.inference_features), or padded the `padding` way."""
+    from helpers.data.features import inference_features
+
+    return torch.from_numpy(inference_features(audios, processor.feature_extractor, padding))
+
+
+def detect_languages(model, processor, audios: list[np.ndarray],
+                     padding: str = IDENTIFICATION_PADDING) -> list[str]:
     """Whisper's language identification of 16 kHz arrays, no language forced: the language
     token it gives the highest score right after <|startoftranscript|>
-    (`WhisperForConditionalGeneration.detect_language`), as codes: ["en", "hi", ...].
+    (`WhisperForConditionalGeneration.detect_language`), as codes: ["en", "hi", ...], on
+    features padded the `padding` way (IDENTIFICATION_PADDING).
     Uses the adapter if the model has one and it is enabled; 8-bit layers on a CPU compute
     as in decoding (`helpers.model.load.dequantized_8bit_on_cpu`)."""
-    from helpers.audio import SAMPLE_RATE
     from helpers.model.load import dequantized_8bit_on_cpu
 
     if not audios:
         return []
     whisper = whisper_of(model)
-    features = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE,
-                                           return_tensors="pt").input_features
-    features = features.to(whisper.device, dtype=whisper.get_encoder().conv1.weight.dtype)
+    features = decoding_features(processor, audios, padding).to(whisper.device, dtype=whisper.get_encoder().conv1.weight.dtype)
     with torch.inference_mode(), dequantized_8bit_on_cpu(whisper):
         ids = whisper.detect_language(input_features=features)
     names = {token_id: token for token, token_id in whisper.generation_config.lang_to_id.items()}
@@ -441,7 +455,6 @@ def transcript_logprobs(model, processor, audios: list[np.ndarray], ids: torch.T
     array, (mean log-probability per transcript token, <|endoftext|> included; the
     log-probability of the language token after <|startoftranscript|>). Whisper's
     temperature fallback calls a transcript whose mean is under -1 a failure."""
-    from helpers.audio import SAMPLE_RATE
     from helpers.model.load import dequantized_8bit_on_cpu
 
     whisper, tokenizer = whisper_of(model), processor.tokenizer
@@ -451,8 +464,7 @@ def transcript_logprobs(model, processor, audios: list[np.ndarray], ids: torch.T
     rows = [_until_eot(row.tolist(), eot) for row in ids]
     width = max(len(row) for row in rows)
     inputs = torch.tensor([prompt + row + [eot] * (width - len(row)) for row in rows])
-    features = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE,
-                                           return_tensors="pt").input_features
+    features = decoding_features(processor, audios)
     features = features.to(whisper.device, dtype=whisper.get_encoder().conv1.weight.dtype)
     with torch.inference_mode(), dequantized_8bit_on_cpu(whisper):
         logits = whisper(input_features=features, decoder_input_ids=inputs.to(whisper.device)).logits
