@@ -79,7 +79,7 @@ class Sizes:
     padding_seconds: float = 60     # notebook 05's long recording (60-70 s)
     padding_train_clips: int | None = None  # all of cv-mini's train clips
     packing_steps: int = 30         # the unpacked arm's steps (the presets' 30); packed: same seconds
-    packing_recordings: int = 3     # long recordings per language, as notebook 05 makes its one
+    packing_recordings: int = 6     # long recordings per language, as notebook 05 makes its one (6: about all 80 English test clips)
 
 
 FULL = Sizes()
