@@ -11,24 +11,39 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers.audio import load_audio
-from helpers.data.corpora import load_corpus
-from helpers.model.load import load_model
-from helpers.transcribe.routing import detect_languages
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-model, processor = load_model("embedded-base", precision="8bit", language="hindi", device="cpu")
-out = {}
-for lang in ("hi", "en"):
-    rows = load_corpus(str(Path(__file__).resolve().parent.parent / "data/cv-mini" / lang), split="dev")
-    paths = [r["audio"] for r in rows]
-    for padding in ("silence", "zeros"):
-        codes, t = [], time.perf_counter()
-        for start in range(0, len(paths), 8):
-            audios = [load_audio(path) for path in paths[start:start + 8]]
-            codes += detect_languages(model, processor, audios, padding)
-        c = collections.Counter(codes)
-        out[f"{lang}/{padding}"] = {"clips": len(codes), "hi_or_ur": c["hi"] + c["ur"], "en": c["en"],
-                                    "top": c.most_common(6), "seconds": round(time.perf_counter() - t, 1)}
-        print(lang, padding, out[f"{lang}/{padding}"], flush=True)
-print(json.dumps(out, indent=1))
+
+def identified(model, processor, paths: list[str], padding: str) -> dict:
+    """Counts of the codes the base identifies for `paths`, features padded the `padding`
+    way: {"clips", "hi_or_ur", "en", "top" (6 commonest codes), "seconds"}."""
+    from helpers.audio import load_audio
+    from helpers.transcribe.routing import detect_languages
+
+    codes, started = [], time.perf_counter()
+    for start in range(0, len(paths), 8):
+        audios = [load_audio(path) for path in paths[start:start + 8]]
+        codes += detect_languages(model, processor, audios, padding)
+    counts = collections.Counter(codes)
+    return {"clips": len(codes), "hi_or_ur": counts["hi"] + counts["ur"], "en": counts["en"],
+            "top": counts.most_common(6), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def main() -> None:
+    """Print one line per (language, padding) and the whole result as JSON."""
+    from helpers.data.corpora import load_corpus
+    from helpers.model.load import load_model
+
+    model, processor = load_model("embedded-base", precision="8bit", language="hindi", device="cpu")
+    found = {}
+    for language in ("hi", "en"):
+        paths = [row["audio"] for row in load_corpus(str(ROOT / "data/cv-mini" / language), split="dev")]
+        for padding in ("silence", "zeros"):
+            found[f"{language}/{padding}"] = identified(model, processor, paths, padding)
+            print(language, padding, found[f"{language}/{padding}"], flush=True)
+    print(json.dumps(found, indent=1))
+
+
+if __name__ == "__main__":
+    main()
