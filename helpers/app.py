@@ -217,7 +217,7 @@ def _forced_code(model) -> str | None:
     """The code of the language the model is set to decode (generation_config), or None."""
     from helpers.transcribe.routing import code_of
 
-    language = model.generation_config.language
+    language = getattr(model.generation_config, "language", None)  # English-only models have none
     return code_of(language) if language else None
 
 

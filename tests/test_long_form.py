@@ -209,13 +209,14 @@ def test_streamed_decoding_matches_transformers_long_form(embedded, forty_second
 
 
 def test_short_clip_segments_only_with_timestamps(embedded):
-    """transcribe_any: a short clip keeps the batched path ({"path", "text"}) unless
+    """transcribe_any: a short clip keeps the batched path (no "segments") unless
     timestamps are asked for; then one segment inside the clip, with about the same text."""
     model, processor = embedded
     [(_, plain, _)] = list(transcribe_any(model, processor, [CLIPS[0]], progress=False))
     [(_, timed, _)] = list(transcribe_any(model, processor, [CLIPS[0]], timestamps=True,
                                           progress=False))
-    assert set(plain) == {"path", "text"} and set(timed) == {"path", "text", "segments"}
+    assert set(plain) == {"path", "text", "language", "adapter"}
+    assert set(timed) == {"path", "text", "language", "adapter", "segments"}
     duration = sf.info(str(CLIPS[0])).duration
     assert timed["segments"] and all(0 <= s["start"] < s["end"] <= duration + 0.02
                                      for s in timed["segments"])
@@ -275,7 +276,7 @@ def test_score_long_form_measures_text_and_times():
 def test_cli_transcribes_three_minutes_with_an_adapter(smoke_run, tmp_path):
     """`python -m helpers.transcribe --adapter ADAPTER LONG.wav CLIP`: the 3-minute
     recording gets segments whose text and times match the truth within the bounds above;
-    the short clip keeps {"path", "text"}; stderr holds only the progress bar."""
+    the short clip keeps {"path", "text", "language", "adapter"}; stderr holds only the progress bar."""
     recording = build_long_form_set(CORPUS, "test", tmp_path, count=1, min_seconds=170,
                                     max_seconds=180, seed=5)[0]
     result = subprocess.run([sys.executable, "-m", "helpers.transcribe", "--adapter",
@@ -283,8 +284,8 @@ def test_cli_transcribes_three_minutes_with_an_adapter(smoke_run, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     long, short = [json.loads(line) for line in result.stdout.splitlines()]
-    assert set(short) == {"path", "text"} and short["path"] == str(CLIPS[0])
-    assert long["path"] == recording["path"] and set(long) == {"path", "text", "segments"}
+    assert set(short) == {"path", "text", "language", "adapter"} and short["path"] == str(CLIPS[0])
+    assert long["path"] == recording["path"] and set(long) == {"path", "text", "language", "adapter", "segments"}
     scores = score_long_form([recording], [long])
     assert scores["wer"] <= MAX_LONG_FORM_WER, scores
     assert scores["start_mae"] <= MAX_START_MAE and scores["end_mae"] <= MAX_END_MAE, scores

@@ -75,7 +75,8 @@ def test_notebook_05_transcribes_only_max_test_clips(smoke_run, tmp_path):
     import shutil
 
     copy = RunDir("smoke", tmp_path)
-    shutil.copytree(smoke_run.path, copy.path, ignore=shutil.ignore_patterns("checkpoints", "notebooks"))
+    shutil.copytree(smoke_run.path, copy.path, ignore=shutil.ignore_patterns("checkpoints", "notebooks"),
+                    dirs_exist_ok=True)
     run_notebook(notebook_paths()[4], copy, {"RUN_NAME": "smoke", "RUNS_ROOT": str(tmp_path),
                                              "MAX_TEST_CLIPS": 2, "LONG_FORM_SECONDS": 0})
     rows = copy.read_jsonl("predictions.jsonl", "05")

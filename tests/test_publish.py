@@ -152,20 +152,20 @@ def test_publish_pushes_the_adapter_and_card_and_never_shows_the_token(evaluated
     out, err = capsys.readouterr()
     assert status == 0, err
     assert json.loads(out) == {"repo": REPO, "url": f"https://huggingface.co/{REPO}",
-                               "private": True, "files": publish.PUSHED_FILES}
+                               "private": True, "files": publish.pushed_files(evaluated.adapter_dir)}
     [api] = hub.instances
     assert api.token == TOKEN  # the client got the token from HF_TOKEN
     (create, args), (upload, uploaded) = api.calls
     assert create == "create_repo" and args == {"repo_id": REPO, "private": True,
                                                  "repo_type": "model", "exist_ok": True}
     assert upload == "upload_folder" and uploaded["repo_id"] == REPO
-    assert sorted(uploaded["files"]) == sorted(publish.PUSHED_FILES)
+    assert sorted(uploaded["files"]) == sorted(publish.pushed_files(evaluated.adapter_dir))
     pushed = api.repos[REPO]
     assert (pushed / ADAPTER_WEIGHTS).read_bytes() == (evaluated.adapter_dir / ADAPTER_WEIGHTS).read_bytes()
     assert (pushed / "README.md").read_text() == \
         str(card_module.model_card(evaluated.adapter_dir, REPO))  # the generated card, not PEFT's
     assert not Path(uploaded["folder_path"]).exists()  # the staging folder is gone
-    for text in (out, err, *[(pushed / name).read_text(errors="replace") for name in publish.PUSHED_FILES]):
+    for text in (out, err, *[(pushed / name).read_text(errors="replace") for name in publish.pushed_files(evaluated.adapter_dir)]):
         assert TOKEN not in text
 
 
@@ -306,4 +306,4 @@ def test_a_local_base_model_path_is_not_published(evaluated, hub, tmp_path):
     card = ModelCard.load(pushed / "README.md")
     assert card.data.base_model is None and "--model path/to/the/base/model" in card.text
     assert all(str(tmp_path) not in (pushed / name).read_text(errors="replace")
-               for name in publish.PUSHED_FILES)
+               for name in publish.pushed_files(run.adapter_dir))

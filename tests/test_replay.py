@@ -57,8 +57,8 @@ def test_notebook_01_adds_english_replay_rows_with_the_english_token(tmp_path):
     from helpers.data.prepare import prepare_run_data
     from datasets import load_from_disk
 
-    run, config = start_run("replay", "embedded-hindi", tmp_path, max_train_clips=8,
-                            max_test_clips=2, replay_share=0.25)
+    run, config = start_run("replay", "embedded-hindi", tmp_path, max_train_clips=8,  # one clip a
+                            max_test_clips=2, replay_share=0.25, pack=False)  # sample (packed: test_packing)
     processor = load_processor(config.model, language=config.language)
     reports = prepare_run_data(config, run, processor)
     assert reports["replay"]["replay_wanted"] == reports["replay"]["replay_used"] == 3

@@ -61,7 +61,8 @@ def base_losses(config, dataset) -> list[float]:
     """Loss of the untrained model (LoRA B is zero at init) on each training clip alone."""
     model, processor = load_training_model(config)
     model.eval()
-    collate = SpeechSeq2SeqCollator(processor, model.config.decoder_start_token_id)
+    collate = SpeechSeq2SeqCollator(processor, model.config.decoder_start_token_id,  # padded as training pads
+                                    zero_padding_share=config.zero_padding_share, seed=config.seed)
     with torch.no_grad():
         return [model(**collate([row])).loss.item() for row in dataset]
 

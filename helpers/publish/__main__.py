@@ -79,6 +79,13 @@ def stage_folder(adapter_dir: str | Path, card, folder: str | Path) -> Path:
     return folder
 
 
+def pushed_files(adapter_dir) -> list[str]:
+    """The PUSHED_FILES an adapter folder sends: all but ADAPTER_LANGUAGE when it records no
+    language (an English-only model's adapter)."""
+    return [name for name in PUSHED_FILES
+            if name != ADAPTER_LANGUAGE or (Path(adapter_dir) / ADAPTER_LANGUAGE).is_file()]
+
+
 def publish(adapter_dir: str | Path, repo_id: str, private: bool = False,
             license: str = DEFAULT_LICENSE, api=None) -> str:
     """Push the adapter in `adapter_dir` to the Hub model repo `repo_id` with its model card.
@@ -103,7 +110,7 @@ def publish(adapter_dir: str | Path, repo_id: str, private: bool = False,
         folder = stage_folder(adapter_dir, card, Path(tmp) / "adapter")
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
-                          allow_patterns=PUSHED_FILES,
+                          allow_patterns=pushed_files(adapter_dir),
                           commit_message=f"LoRA adapter{f' of run {run_name}' if run_name else ''} "
                                          f"and its model card ({PROJECT})")
     return f"https://huggingface.co/{repo_id}"
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_redacted(str(error))}", file=sys.stderr)
         return 2
     print(json.dumps({"repo": args.repo, "url": url, "private": args.private,
-                      "files": PUSHED_FILES}))
+                      "files": pushed_files(args.adapter)}))
     return 0
 
 
