@@ -23,7 +23,7 @@ def executed_cells(run, name):
 def test_metrics_json_has_every_key_with_sane_values(smoke_run):
     metrics = smoke_run.metrics()
     assert set(METRIC_KEYS) <= set(metrics)
-    assert metrics["n_test"] == 8 and metrics["train_steps"] == 2
+    assert metrics["n_test"] == SMOKE_PARAMETERS["MAX_TEST_CLIPS"] and metrics["train_steps"] == 2
     for key in METRIC_KEYS[:6]:
         assert 0.0 <= metrics[key] <= 2.0, key
     assert metrics["trainable_params"] == 589_824  # tiny.en: 48 adapted linears x 2 x 32 x 384
@@ -50,7 +50,7 @@ def test_each_stage_left_its_files_and_plots(smoke_run):
                  "plots/durations.png", "plots/footprint.png", "plots/loss.png", "plots/wer.png"):
         assert (smoke_run.path / name).is_file(), name
     predictions = smoke_run.read_jsonl("predictions.jsonl", "05")
-    assert len(predictions) == 8 and all(row["base"] and row["finetuned"] for row in predictions)
+    assert len(predictions) == SMOKE_PARAMETERS["MAX_TEST_CLIPS"] and all(row["base"] and row["finetuned"] for row in predictions)
     assert len(smoke_run.read_json("train_log.json", "04")) == 2
 
 
