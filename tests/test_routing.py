@@ -191,3 +191,15 @@ def test_doubtful_clips_are_settled_and_recorded(loaded, audios, adapter_dir):
         with routing.decoding_as(model, route):
             assert text == transcribe_arrays(model, processor, [audio], TOKENS, fallback=False)[0]
     assert not routing.router_for(model, processor, adapter_dir, language="en").settles
+
+
+def test_the_longest_transcript_of_a_batch_ended_unless_it_reached_its_cap():
+    """generate returns no <|endoftext|> in the longest row of a batch (the others are padded
+    with it): that row ended, unless it reached its clip's cap. Stage two once called it a
+    failure, and sent clean English clips to the adapter whenever they were the longest of
+    their batch (the forgetting benchmark, 2026-12-08)."""
+    eot = 50257
+    ids = torch.tensor([[7, 8, eot, eot], [1, 2, 3, 4], [5, 6, 9, 4]])
+    rows, capped = routing.ended_rows(ids, caps=[10, 10, 3], eot=eot)
+    assert capped == [False, False, True]
+    assert rows.tolist() == [[7, 8, eot, eot, eot], [1, 2, 3, 4, eot], [5, 6, 9, eot, eot]]

@@ -297,18 +297,34 @@ def confidences(model, processor, audios: list[np.ndarray], route: Route, englis
     in each (`transcript_logprobs`): the mean log-probability per token of the transcript
     plus LANGUAGE_WEIGHT times that of its language token; or -inf for a transcript that
     failed the way Whisper's fallback calls failure: a repetition loop
-    (`helpers.metrics.is_loop`), or no end before the token cap."""
+    (`helpers.metrics.is_loop`), or no end before its clip's own token cap
+    (`helpers.transcribe.decode.clip_token_caps`, at most `max_new_tokens`)."""
     from helpers.metrics import is_loop
-    from helpers.transcribe.decode import generate_ids
+    from helpers.transcribe.decode import clip_token_caps, generate_ids
 
     with decoding_as(model, route, english_only):  # each clip at most its token cap
-        ids = generate_ids(model, processor, audios, max_new_tokens, fallback=False)
+        caps = clip_token_caps(model, audios, limit=max_new_tokens)
+        rows, failed = ended_rows(generate_ids(model, processor, audios, max(caps), fallback=False),
+                                  caps, processor.tokenizer.eos_token_id)
         scores = [text + LANGUAGE_WEIGHT * language for text, language in
-                  transcript_logprobs(model, processor, audios, ids, route.language)]
-    eot = processor.tokenizer.eos_token_id
-    texts = [text.strip() for text in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-    failed = [is_loop(text) or eot not in row.tolist() for text, row in zip(texts, ids)]
+                  transcript_logprobs(model, processor, audios, rows, route.language)]
+    texts = [text.strip() for text in processor.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+    failed = [bad or is_loop(text) for bad, text in zip(failed, texts)]
     return texts, [-math.inf if bad else score for bad, score in zip(failed, scores)]
+
+
+def ended_rows(ids: torch.Tensor, caps: list[int], eot: int) -> tuple[torch.Tensor, list[bool]]:
+    """generate's new tokens (one row per clip; no end-of-text, shorter rows padded with it)
+    cut to each clip's cap and closed by <|endoftext|>, padded with it; and, per row,
+    whether the clip ran into its cap instead of ending before it. The longest row of a
+    batch has no end-of-text of its own: it ended, unless it reached its cap."""
+    rows, capped = [], []
+    for row, cap in zip(ids.tolist(), caps):
+        length = row.index(eot) if eot in row else len(row)
+        rows.append(row[:min(length, cap)] + [eot])
+        capped.append(length >= cap)
+    width = max(len(row) for row in rows)
+    return torch.tensor([row + [eot] * (width - len(row)) for row in rows]), capped
 
 
 @contextmanager
