@@ -461,12 +461,16 @@ def tradeoff_chart(path_json: Path) -> None:
 
     data = json.loads(Path(path_json).read_text())["results"]
     figure, axis = plt.subplots(figsize=(7.5, 5))
+    labelled: list[tuple[float, float]] = []
     for name in ROWS:
         if name not in data:
             continue
         x, y = 100 * data[name]["english"]["wer"], 100 * data[name]["hindi"]["cer"]
         axis.scatter([x], [y], s=40, zorder=3, marker="*" if name.endswith("routed") else "o")
-        axis.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        crowded = any(abs(x - a) < 2 and abs(y - b) < 4 for a, b in labelled)  # label below instead
+        axis.annotate(name, (x, y), textcoords="offset points", xytext=(5, -11 if crowded else 4),
+                      fontsize=8)
+        labelled.append((x, y))
     axis.set_xlabel("English WER (%), language=\"english\" (routed: as routing decodes it)")
     axis.set_ylabel("Hindi CER (%)")
     axis.set_title("What keeping English costs in Hindi (lower left is better)", fontsize=10)

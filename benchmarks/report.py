@@ -255,11 +255,11 @@ def forgetting_section(data: dict) -> list[str]:
              f"{s['english_clips']} clips of {s['english_test']} (language=\"english\"); "
              f"{s['decoding']}. Identified: {s['language_id']}."
              + (f" Replay: {s['replay_corpus']}, as a share of the samples. Routed: "
-                f"{s['routing']}" if "routing" in s else "") + f" {env_line(data)}.", ""]
+                f"{s['routing']}." if "routing" in s else "") + f" {env_line(data)}.", ""]
     headers = ["model", "Hindi WER", "Hindi CER", "Hindi script share", "English WER",
                "English CER", "English clips identified as English",
                "Hindi clips identified as Hindi", "routed right: Hindi / English",
-               "identification per clip"]
+               "routing's seconds per clip: identify + settle doubts"]
     rows = [[name, pct(r[key]["hindi"]["wer"]), pct(r[key]["hindi"]["cer"]),
              pct(r[key]["hindi"]["script_share"]), pct(r[key]["english"]["wer"]),
              pct(r[key]["english"]["cer"]), pct(r[key]["english_detected_as_english"]),
@@ -274,15 +274,17 @@ def forgetting_section(data: dict) -> list[str]:
 
 
 def routing_cells(row: dict) -> list[str]:
-    """The routed row's share of Hindi / English clips routed the right way and its seconds
-    of language identification per clip (beside decoding's); "-" for the other rows."""
+    """The routed row's share of Hindi / English clips routed the right way, and its seconds
+    per clip of language identification (stage one) + settling doubts (stage two's greedy
+    decodings); "-" for the other rows."""
     routing = row.get("routing")
     if not routing:
         return ["-", "-"]
     clips = row["hindi"]["n"] + row["english"]["n"]
-    seconds = sum(routing[lang]["detect_seconds"] for lang in ("hindi", "english")) / clips
+    identify, settle = (sum(routing[lang][key] for lang in ("hindi", "english")) / clips
+                        for key in ("identify_seconds", "settle_seconds"))
     return [f"{pct(routing['hindi']['right_share'])} / {pct(routing['english']['right_share'])}",
-            f"{seconds:.2f} s"]
+            f"{identify:.2f} + {settle:.2f} s"]
 
 
 def routing_verdict(r: dict) -> str:
@@ -299,7 +301,22 @@ def routing_verdict(r: dict) -> str:
             f"{pct(on['hindi']['cer'])} with the adapter on ({hindi:+.1f} points); "
             f"{pct(right['hindi'])} of the Hindi clips went to the adapter and {pct(right['english'])} "
             f"of the English ones to the base (the aim: within {ROUTING_POINTS:g} point, and at "
-            f"least {ROUTED_RIGHT:.0%} each; forgetting.json results.lora_8bit_routed)")
+            f"least {ROUTED_RIGHT:.0%} each; forgetting.json results.lora_8bit_routed)"
+            + routing_cost(routed, on))
+
+
+def routing_cost(routed: dict, on: dict) -> str:
+    """What routing costs beside decoding: its seconds per clip (identify + settle) against
+    the seconds per clip the adapter-on model took to decode the same clips ("" when the
+    run did not record them)."""
+    decode = on.get("decode_seconds")
+    if not decode:
+        return ""
+    clips = routed["hindi"]["n"] + routed["english"]["n"]
+    spent = sum(routed["routing"][lang]["detect_seconds"] for lang in ("hindi", "english")) / clips
+    decoded = sum(decode.values()) / clips
+    return (f". Routing spent {spent:.2f} s a clip (identifying, and settling doubts with two "
+            f"greedy decodings) where decoding a clip took {decoded:.2f} s")
 
 
 def forgetting_not_measured() -> list[str]:

@@ -96,3 +96,28 @@ def test_forgetting_runs_only_on_request_with_its_sizes():
     assert bench_run.parse_args(["--forgetting-cache", "x"]).forgetting_cache == Path("x")
     full = bench_run.forgetting_sizes(bench_run.FULL, bench_run.parse_args(["--forgetting-steps", "5"]))
     assert (full.forget_steps, full.forget_batch, full.forget_english_clips) == (5, 8, 24)
+
+
+def routed_rows(right: float, english_wer: float) -> dict:
+    """forgetting.json results with what the routing verdict and its cells read: 10 clips a
+    language; identification 1 s and settling 3 s in all per language; decoding 2 s each."""
+    routing = {lang: {"right_share": right, "identify_seconds": 1.0, "settle_seconds": 3.0,
+                      "detect_seconds": 4.0} for lang in ("hindi", "english")}
+    scores = lambda wer, cer: {"hindi": {"n": 10, "cer": cer}, "english": {"n": 10, "wer": wer}}  # noqa: E731
+    return {"lora_8bit_routed": {**scores(english_wer, 0.30), "routing": routing},
+            "lora_8bit": {**scores(0.25, 0.30), "decode_seconds": {"hindi": 2.0, "english": 2.0}},
+            "lora_8bit_adapter_off": scores(0.12, 0.93)}
+
+
+@pytest.mark.parametrize("right,english_wer,verdict", [
+    (1.0, 0.125, "kept both languages"),   # +0.5 points, every clip routed right
+    (1.0, 0.14, "fell short"),             # +2 points of English
+    (0.9, 0.12, "fell short"),             # one clip in ten routed wrong
+])
+def test_routing_verdict_and_what_it_costs(right, english_wer, verdict):
+    r = routed_rows(right, english_wer)
+    line = report.routing_verdict(r)
+    assert verdict in line and "\n" not in line
+    assert "Routing spent 0.40 s a clip" in line and "decoding a clip took 0.20 s" in line
+    assert report.routing_cells(r["lora_8bit_routed"]) == [f"{100 * right:.1f}% / {100 * right:.1f}%",
+                                                          "0.10 + 0.30 s"]
