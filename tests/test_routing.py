@@ -203,3 +203,24 @@ def test_the_longest_transcript_of_a_batch_ended_unless_it_reached_its_cap():
     rows, capped = routing.ended_rows(ids, caps=[10, 10, 3], eot=eot)
     assert capped == [False, False, True]
     assert rows.tolist() == [[7, 8, eot, eot, eot], [1, 2, 3, 4, eot], [5, 6, 9, eot, eot]]
+
+
+def test_evaluation_and_notebook_05_settle_doubts_as_the_command_does(loaded, audios, adapter_dir):
+    """`predict_routed` (helpers.evaluate, notebooks 05/06) routes by both stages, as
+    `transcribe_routed` (helpers.transcribe) does: it once identified clips only, and on
+    make demo-hindi sent 19 of 24 Hindi test clips to the base (2026-12-08)."""
+    from helpers.evaluate.scoring import predict_routed
+
+    model, processor = loaded
+    clips = [{"path": str(EN_CLIPS / row["path"])} for row in cv_mini_test_rows(3)]
+    command = routing.router_for(model, processor, adapter_dir)
+    expected = [route for _, route in routing.transcribe_routed(
+        model, processor, audios, command, max_new_tokens=TOKENS, fallback=False)]
+    router = routing.router_for(model, processor, adapter_dir)
+    routes = routing.routes_of(model, processor, [Path(clip["path"]) for clip in clips], router)
+    doubtful = [code for code in router.codes if code not in routing.HEARD_AS["hi"]]
+    assert routes == expected and router.settled == len(doubtful) > 0, router.codes
+    assert router.doubts == command.doubts
+    _, routed = predict_routed(model, processor, clips, routing.router_for(model, processor, adapter_dir),
+                               progress=False, fallback=False)
+    assert routed == expected

@@ -9,9 +9,9 @@ Prints one JSON object: {"n": clips, "wer", "cer" (normalized), "raw_wer", "raw_
 "loops", "insertions", "routing"}. An adapter trained on a multilingual base for one
 language decodes only the clips the base identifies as that language, the others are
 decoded by the base in their own (`helpers.transcribe.routing`); "routing" says what
-happened: {"adapter_share", "languages": {code: clips}, "detect_seconds"}, or null when
-nothing was routed (--no-routing, no adapter, an adapter with no recorded language, an
-English-only model).
+happened: {"adapter_share", "languages": {code: clips}, "detect_seconds",
+"settle_seconds"}, or null when nothing was routed (--no-routing, no adapter, an adapter
+with no recorded language, an English-only model).
 """
 from __future__ import annotations
 

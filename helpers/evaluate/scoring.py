@@ -69,12 +69,13 @@ def predict_routed(model, processor, clips: list[dict], router, batch_size: int 
 def routing_summary(routes: list, router) -> dict:
     """What routing did to a split: {"adapter_share" (clips decoded with the adapter),
     "languages" ({code: clips decoded in it}), "detect_seconds" (language identification,
-    in all)}."""
+    in all), "settle_seconds" (settling doubts: stage two's greedy decodings, in all)}."""
     languages: dict[str, int] = {}
     for route in routes:
         languages[route.language] = languages.get(route.language, 0) + 1
     return {"adapter_share": round(sum(r.adapter for r in routes) / max(1, len(routes)), 4),
-            "languages": languages, "detect_seconds": round(router.detect_seconds, 2)}
+            "languages": languages, "detect_seconds": round(router.detect_seconds, 2),
+            "settle_seconds": round(router.settle_seconds, 2)}
 
 
 def score(clips: list[dict], predictions: list[str]) -> dict:

@@ -233,10 +233,7 @@ def transcribe_routed(model, processor, audios: list[np.ndarray], router: Router
     """
     from helpers.transcribe.decode import transcribe_arrays
 
-    routes = router.routes(model, processor, audios)
-    texts: dict[int, str] = {}
-    if router.settles:
-        routes, texts = settle_doubts(model, processor, audios, routes, router, decode_kwargs)
+    routes, texts = both_stages(model, processor, audios, router, decode_kwargs)
     known = known or {}
     for route in dict.fromkeys(routes):  # each distinct route once, in order of first use
         members = [i for i, r in enumerate(routes) if r == route and i not in texts]
@@ -247,6 +244,18 @@ def transcribe_routed(model, processor, audios: list[np.ndarray], router: Router
                 texts.update(zip(members, transcribe_arrays(
                     model, processor, [audios[i] for i in members], **decode_kwargs)))
     return [(texts[i], route) for i, route in enumerate(routes)]
+
+
+def both_stages(model, processor, audios: list[np.ndarray], router: Router,
+                decode_kwargs: dict) -> tuple[list[Route], dict[int, str]]:
+    """The Route of each 16 kHz array: identified by the base (`Router.routes`), and with
+    routing, each doubt settled (`settle_doubts`, given decode_kwargs: max_new_tokens,
+    fallback). Returns (routes, {index: greedy transcript of a settled doubt's winner}, made
+    only when decode_kwargs says fallback=False)."""
+    routes = router.routes(model, processor, audios)
+    if not router.settles:
+        return routes, {}
+    return settle_doubts(model, processor, audios, routes, router, decode_kwargs)
 
 
 def settle_doubts(model, processor, audios: list[np.ndarray], routes: list[Route],
@@ -338,11 +347,7 @@ def routed_window(model, processor, audio: np.ndarray, router: Router | None,
     if router is None:
         yield {}
         return
-    routes = router.routes(model, processor, [audio])
-    if router.settles:
-        routes, _ = settle_doubts(model, processor, [audio], routes, router,
-                                  {"max_new_tokens": max_new_tokens})
-    route = routes[0]
+    (route,), _ = both_stages(model, processor, [audio], router, {"max_new_tokens": max_new_tokens})
     with decoding_as(model, route, router.english_only):
         yield {"language": route.language, "adapter": route.adapter}
 
@@ -383,8 +388,8 @@ def transcribe_paths_routed(model, processor, paths: list[Path], router: Router,
 
 
 def routes_of(model, processor, paths: list[Path], router: Router, batch_size: int = 8) -> list[Route]:
-    """The Route of each clip (up to 30 s), identified in batches of `batch_size`; raises
-    AudioError naming the first file that cannot be read."""
+    """The Route of each clip (up to 30 s), both stages (`both_stages`), in batches of
+    `batch_size`; raises AudioError naming the first file that cannot be read."""
     from helpers.audio import AudioError
     from helpers.transcribe.decode import read_batch
 
@@ -393,7 +398,7 @@ def routes_of(model, processor, paths: list[Path], router: Router, batch_size: i
         audios, _, failed = read_batch(paths[start:start + batch_size])
         if failed:
             raise AudioError(next(iter(failed.values())))
-        routes += router.routes(model, processor, audios)
+        routes += both_stages(model, processor, audios, router, {})[0]
     return routes
 
 

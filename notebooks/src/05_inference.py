@@ -97,7 +97,8 @@ if router.routing:
     for row, text, route in zip(predictions, routed_texts, routes):
         row.update(routed=text, routed_language=route.language, routed_adapter=route.adapter)
     print(f"{sum(r.adapter for r in routes)} of {len(routes)} test clips routed to the adapter; "
-          f"language identification took {router.detect_seconds:.1f} s")
+          f"routing took {router.detect_seconds + router.settle_seconds:.1f} s (identifying "
+          f"{router.detect_seconds:.1f} s, settling {router.settled} doubts {router.settle_seconds:.1f} s)")
 run.write_jsonl("predictions.jsonl", predictions);
 
 # %% [markdown]
