@@ -142,12 +142,19 @@ def transcribe_arrays(model, processor, audios: list[np.ndarray],
     ids = generate_ids(model, processor, audios, max(caps), fallback)
     stops = {processor.tokenizer.eos_token_id, processor.tokenizer.pad_token_id,
              model.generation_config.eos_token_id, model.generation_config.pad_token_id}
-    transcripts = []
-    for row, cap in zip(ids.tolist(), caps):
+    return [Transcript(processor.tokenizer.decode(tokens, skip_special_tokens=True).strip(), capped)
+            for tokens, capped in cut_at_caps(ids.tolist(), caps, stops)]
+
+
+def cut_at_caps(rows: list[list[int]], caps: list[int], stops: set[int]) -> list[tuple[list[int], bool]]:
+    """generate's new tokens, one row per clip (no end-of-text: shorter rows are padded with
+    it, the batch's longest has none) -> per row (its tokens up to its end or its clip's cap,
+    whether it ran into that cap instead of ending before it). stops: the end/pad token ids."""
+    cut = []
+    for row, cap in zip(rows, caps):
         length = next((i for i, token in enumerate(row) if token in stops), len(row))
-        text = processor.tokenizer.decode(row[:min(length, cap)], skip_special_tokens=True)
-        transcripts.append(Transcript(text.strip(), capped=length >= cap))
-    return transcripts
+        cut.append((row[:min(length, cap)], length >= cap))
+    return cut
 
 
 def generate_ids(model, processor, audios: list[np.ndarray],

@@ -4,8 +4,8 @@ A LoRA adapter trained on a multilingual Whisper for one language (Hindi) makes 
 worse at the others: on the forgetting benchmark English WER went from 12.5% to 25.0% with
 the adapter on, and no English clip was identified as English any more, while the base with
 the adapter off stays untouched (routed: 12.0% English WER, the adapter's Hindi CER, every
-test clip sent the right way; docs/routing.md). So each clip (each 30 s window of a long recording) is
-routed in two stages:
+test clip sent the right way; docs/routing.md). So each clip (each 30 s window of a long
+recording) is routed in two stages:
 
 1. The base, adapter off, identifies its language (Whisper's language identification: the
    language token it scores highest right after <|startoftranscript|>). A clip identified
@@ -328,13 +328,12 @@ def ended_rows(ids: torch.Tensor, caps: list[int], eot: int) -> tuple[torch.Tens
     cut to each clip's cap and closed by <|endoftext|>, padded with it; and, per row,
     whether the clip ran into its cap instead of ending before it. The longest row of a
     batch has no end-of-text of its own: it ended, unless it reached its cap."""
-    rows, capped = [], []
-    for row, cap in zip(ids.tolist(), caps):
-        length = row.index(eot) if eot in row else len(row)
-        rows.append(row[:min(length, cap)] + [eot])
-        capped.append(length >= cap)
-    width = max(len(row) for row in rows)
-    return torch.tensor([row + [eot] * (width - len(row)) for row in rows]), capped
+    from helpers.transcribe.decode import cut_at_caps
+
+    cut = cut_at_caps(ids.tolist(), caps, {eot})
+    width = max(len(tokens) for tokens, _ in cut) + 1
+    return (torch.tensor([tokens + [eot] * (width - len(tokens)) for tokens, _ in cut]),
+            [capped for _, capped in cut])
 
 
 @contextmanager
